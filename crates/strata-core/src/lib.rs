@@ -1,0 +1,1 @@
+//! Strata core (work in progress).
