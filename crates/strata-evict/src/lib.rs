@@ -36,8 +36,9 @@ pub type Slot = u32;
 ///   [`Policy::on_remove`] for it.
 /// - `on_update` and `on_remove` are only called for resident slots.
 /// - `on_access` may be called late and for a slot that has been reused since the access
-///   happened (reads are buffered); the `hash` passed is the hash of the key that was read,
-///   so a policy that remembers hashes can ignore a record whose hash no longer matches. It
+///   happened (reads are buffered); the low 32 bits of the `hash` passed are those of the
+///   hash of the key that was read (the higher bits may be zero: the owner buffers only 32),
+///   so a policy that remembers `hash as u32` can ignore a record that no longer matches. It
 ///   may also be called for a slot that is not resident at all, and must then do nothing.
 /// - Calls are serialized: a policy is never used from two threads at once.
 ///
