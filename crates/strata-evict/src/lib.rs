@@ -13,12 +13,47 @@
 
 #![forbid(unsafe_code)]
 
+mod fifo;
+mod ghost;
 mod list;
 mod lru;
+mod nodes;
+mod opt;
+mod rng;
+mod s3fifo;
+mod sieve;
+mod sketch;
+mod tinylfu;
 
+pub use fifo::Fifo;
 pub use lru::Lru;
+pub use opt::{next_uses, opt_hit_ratio, opt_with_next_uses, OptResult};
+pub use rng::mix64;
+pub use s3fifo::S3Fifo;
+pub use sieve::Sieve;
+pub use tinylfu::TinyLfu;
 
 use std::fmt;
+
+/// A configuration that no policy can be built from.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A percentage parameter was above 100.
+    #[error("{name} is {value}%, but must be at most 100%")]
+    Percent {
+        /// The parameter's name.
+        name: &'static str,
+        /// The rejected value.
+        value: u8,
+    },
+    /// A policy name that [`PolicyConfig::from_name`] does not know.
+    #[error("unknown policy `{0}` (known: fifo, lru, sieve, s3fifo, tinylfu, tinylfu-static)")]
+    UnknownPolicy(String),
+}
+
+/// The result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// The owner's number for a resident entry.
 ///
@@ -51,7 +86,7 @@ pub type Slot = u32;
 ///   admission filter rejects a candidate.
 /// - Never panic on any sequence of calls that respects the caller's guarantees, and never
 ///   allocate more than a constant amount per resident slot (plus a sketch sized by capacity).
-pub trait Policy: Send + fmt::Debug {
+pub trait Policy: Send + Sync + fmt::Debug {
     /// A short, stable name used in reports ("lru", "tinylfu", ...).
     fn name(&self) -> &'static str;
 
@@ -93,29 +128,110 @@ pub trait Policy: Send + fmt::Debug {
 }
 
 /// Which policy to use, chosen by value.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+///
+/// Per-slot memory (beyond the owner's own map): LRU 20 bytes; FIFO, SIEVE, S3-FIFO and
+/// W-TinyLFU 20 bytes (two links, a 32-bit hash tag, the weight, one metadata byte, padded);
+/// S3-FIFO adds a ghost queue of up to one fingerprint per resident entry (about 13 bytes
+/// each); W-TinyLFU adds its frequency sketch, about 4.1 bytes per expected entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PolicyConfig {
+    /// First in, first out.
+    Fifo,
     /// Least recently used.
-    #[default]
     Lru,
+    /// SIEVE: FIFO with a visited bit and a sweeping hand.
+    Sieve,
+    /// S3-FIFO: small, main and ghost FIFO queues.
+    S3Fifo {
+        /// The small (probationary) queue's share of the capacity, in percent; 10 in the paper.
+        small_percent: u8,
+    },
+    /// W-TinyLFU: an LRU window in front of a segmented LRU guarded by a frequency sketch.
+    TinyLfu {
+        /// The window's initial share of the capacity, in percent; Caffeine starts at 1.
+        window_percent: u8,
+        /// Whether a hill climber resizes the window to the workload, as Caffeine does.
+        adaptive: bool,
+    },
+}
+
+impl Default for PolicyConfig {
+    /// Adaptive W-TinyLFU: across database, search, web and loop traces it closes the most
+    /// of the gap between LRU and the offline optimum (see docs/benchmarks.md).
+    fn default() -> Self {
+        PolicyConfig::TinyLfu { window_percent: 1, adaptive: true }
+    }
 }
 
 impl PolicyConfig {
     /// Builds the policy for a region of `capacity` weight units.
     ///
-    /// `seed` keys any randomness (admission jitter); give each instance its own.
+    /// `seed` keys any randomness (admission jitter, sketch indexes); give each instance its
+    /// own. Out-of-range parameters are clamped; call [`PolicyConfig::validate`] first to
+    /// reject them instead.
     pub fn build(&self, capacity: u64, seed: u64) -> Box<dyn Policy> {
-        let _ = seed;
-        match self {
+        match *self {
+            PolicyConfig::Fifo => Box::new(Fifo::new(capacity)),
             PolicyConfig::Lru => Box::new(Lru::new(capacity)),
+            PolicyConfig::Sieve => Box::new(Sieve::new(capacity)),
+            PolicyConfig::S3Fifo { small_percent } => Box::new(S3Fifo::new(capacity, small_percent)),
+            PolicyConfig::TinyLfu { window_percent, adaptive } => {
+                Box::new(TinyLfu::new(capacity, window_percent, adaptive, seed))
+            }
         }
     }
 
-    /// The policy's short name.
+    /// Checks the parameters, so a builder can reject nonsense with a clear error.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            PolicyConfig::S3Fifo { small_percent: v } if v > 100 => {
+                Err(Error::Percent { name: "small_percent", value: v })
+            }
+            PolicyConfig::TinyLfu { window_percent: v, .. } if v > 100 => {
+                Err(Error::Percent { name: "window_percent", value: v })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The policy's short name, as [`Policy::name`] reports it.
     pub fn name(&self) -> &'static str {
         match self {
+            PolicyConfig::Fifo => "fifo",
             PolicyConfig::Lru => "lru",
+            PolicyConfig::Sieve => "sieve",
+            PolicyConfig::S3Fifo { .. } => "s3fifo",
+            PolicyConfig::TinyLfu { adaptive: true, .. } => "tinylfu",
+            PolicyConfig::TinyLfu { adaptive: false, .. } => "tinylfu-static",
         }
+    }
+
+    /// Every policy with its recommended parameters, the default first.
+    pub fn all() -> Vec<PolicyConfig> {
+        vec![
+            PolicyConfig::default(),
+            PolicyConfig::TinyLfu { window_percent: 1, adaptive: false },
+            PolicyConfig::S3Fifo { small_percent: 10 },
+            PolicyConfig::Sieve,
+            PolicyConfig::Lru,
+            PolicyConfig::Fifo,
+        ]
+    }
+
+    /// The configuration [`PolicyConfig::all`] lists under `name`.
+    ///
+    /// ```
+    /// use strata_evict::PolicyConfig;
+    /// let p = PolicyConfig::from_name("sieve")?;
+    /// assert_eq!(p.build(100, 1).name(), "sieve");
+    /// assert!(PolicyConfig::from_name("clock").is_err());
+    /// # Ok::<(), strata_evict::Error>(())
+    /// ```
+    pub fn from_name(name: &str) -> Result<PolicyConfig> {
+        PolicyConfig::all()
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| Error::UnknownPolicy(name.to_owned()))
     }
 }
