@@ -3,6 +3,8 @@
 //! Cargo is invoked through `$CARGO` with argument vectors, never shell strings, so the
 //! jobs run anywhere the toolchain does.
 
+mod audit;
+
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +16,7 @@ jobs:
   lint        cargo fmt --check, clippy -D warnings on every target, cargo doc with warnings denied
   test        every test of the workspace (unit, integration, doc), then the loom models
   loom        the loom models alone (RUSTFLAGS=--cfg strata_loom)
+  audit       advisories (offline RustSec DB), license allow-list, unsafe count and forbid rule
 ";
 
 fn main() -> Result<()> {
@@ -24,6 +27,7 @@ fn main() -> Result<()> {
         "lint" => lint(),
         "test" => test(&rest),
         "loom" => loom(),
+        "audit" => audit::run(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
