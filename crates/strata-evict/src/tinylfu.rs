@@ -1,0 +1,489 @@
+//! W-TinyLFU (Einziger, Friedman and Manes, ACM TOS 2017) with Caffeine's adaptive window.
+//!
+//! New entries enter a small LRU *window*. When the window overflows, its oldest entry becomes
+//! a *candidate* for the main region, a segmented LRU (a *probation* segment for entries seen
+//! once in main, a *protected* segment for entries read while in probation). The candidate is
+//! admitted only if the frequency sketch estimates it more popular than the main region's
+//! *victim* (probation's oldest entry); otherwise the candidate itself is evicted. The window
+//! lets bursts of new keys prove themselves; the sketch keeps one-hit wonders from flushing the
+//! main region.
+//!
+//! **Hash flooding.** An attacker who could make a key look popular could pin it, or keep a
+//! victim from ever leaving. The sketch's indexes are keyed by the policy's seed, and a warm
+//! candidate that loses the frequency duel is still admitted with probability 1/128, so no
+//! crafted stream can hold a victim in place forever.
+//!
+//! **Adaptive window.** As in Caffeine, a hill climber samples the hit rate over fixed
+//! periods and moves capacity between the window and the protected segment in the direction
+//! that last improved it, with a step that decays while the hit rate is stable and restarts
+//! when it jumps (a phase change). Recency-heavy workloads grow the window towards LRU;
+//! frequency-heavy ones shrink it towards pure TinyLFU.
+
+use crate::list::List;
+use crate::nodes::Nodes;
+use crate::rng::SplitMix64;
+use crate::sketch::FrequencySketch;
+use crate::{Policy, Slot};
+
+const WINDOW: u8 = 1;
+const PROBATION: u8 = 2;
+const PROTECTED: u8 = 3;
+
+/// The protected segment's share of the main region.
+const PROTECTED_PERCENT: u64 = 80;
+/// A candidate at least this popular that loses the duel is still admitted 1 time in 128.
+const JITTER_THRESHOLD: u8 = 6;
+/// The most entries moved between regions by one adjustment step; the rest carries over.
+const TRANSFER_LIMIT: usize = 1000;
+
+/// Caffeine's hill-climbing constants.
+const RESTART_THRESHOLD: f64 = 0.05;
+const STEP_PERCENT: f64 = 0.0625;
+const STEP_DECAY: f64 = 0.98;
+
+/// The hill climber that sizes the window.
+#[derive(Debug)]
+struct Climber {
+    hits: u64,
+    misses: u64,
+    previous_hit_rate: f64,
+    /// Signed step, in weight units; positive grows the window.
+    step: f64,
+    /// Adjustment still to apply, in weight units; positive grows the window.
+    pending: i64,
+}
+
+impl Climber {
+    fn new(capacity: u64) -> Self {
+        Climber {
+            hits: 0,
+            misses: 0,
+            previous_hit_rate: 0.0,
+            step: -STEP_PERCENT * capacity as f64,
+            pending: 0,
+        }
+    }
+
+    /// Closes a sample once it holds `sample_size` requests and decides the next adjustment.
+    fn sample(&mut self, sample_size: u64, capacity: u64) {
+        let requests = self.hits + self.misses;
+        if requests < sample_size {
+            return;
+        }
+        let hit_rate = self.hits as f64 / requests as f64;
+        let change = hit_rate - self.previous_hit_rate;
+        let amount = if change >= 0.0 { self.step } else { -self.step };
+        self.step = if change.abs() >= RESTART_THRESHOLD {
+            STEP_PERCENT * capacity as f64 * if amount >= 0.0 { 1.0 } else { -1.0 }
+        } else {
+            STEP_DECAY * amount
+        };
+        self.previous_hit_rate = hit_rate;
+        self.pending = amount as i64;
+        self.hits = 0;
+        self.misses = 0;
+    }
+}
+
+/// W-TinyLFU with an optionally adaptive window.
+///
+/// Per slot: one 20-byte node (links, hash tag, weight, region byte); per expected entry,
+/// about 4.1 bytes of frequency sketch (see the sketch's module documentation).
+#[derive(Debug)]
+pub struct TinyLfu {
+    nodes: Nodes,
+    window: List,
+    probation: List,
+    protected: List,
+    window_weight: u64,
+    probation_weight: u64,
+    protected_weight: u64,
+    capacity: u64,
+    window_max: u64,
+    protected_max: u64,
+    sketch: FrequencySketch,
+    rng: SplitMix64,
+    climber: Option<Climber>,
+}
+
+impl TinyLfu {
+    /// An empty W-TinyLFU policy for `capacity` weight units whose window starts at
+    /// `window_percent` of it (Caffeine uses 1; values above 100 act as 100). With
+    /// `adaptive`, the hill climber resizes the window from there.
+    pub fn new(capacity: u64, window_percent: u8, adaptive: bool, seed: u64) -> Self {
+        let mut rng = SplitMix64::new(seed);
+        let salt = rng.next_u64();
+        let expected = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let mut p = TinyLfu {
+            nodes: Nodes::default(),
+            window: List::default(),
+            probation: List::default(),
+            protected: List::default(),
+            window_weight: 0,
+            probation_weight: 0,
+            protected_weight: 0,
+            capacity,
+            window_max: 0,
+            protected_max: 0,
+            sketch: FrequencySketch::new(expected, salt),
+            rng,
+            climber: adaptive.then(|| Climber::new(capacity)),
+        };
+        p.size_regions(capacity, f64::from(window_percent.min(100)) / 100.0);
+        p
+    }
+
+    /// The current maximum weight of the window (it moves when the policy is adaptive).
+    pub fn window_capacity(&self) -> u64 {
+        self.window_max
+    }
+
+    fn size_regions(&mut self, capacity: u64, window_fraction: f64) {
+        self.capacity = capacity;
+        self.window_max = ((capacity as f64 * window_fraction) as u64).min(capacity);
+        if window_fraction > 0.0 && capacity > 0 {
+            self.window_max = self.window_max.max(1);
+        }
+        self.protected_max = (capacity - self.window_max) * PROTECTED_PERCENT / 100;
+    }
+
+    fn main_max(&self) -> u64 {
+        self.capacity - self.window_max
+    }
+
+    fn main_weight(&self) -> u64 {
+        self.probation_weight + self.protected_weight
+    }
+
+    fn list_mut(&mut self, region: u8) -> (&mut List, &mut u64) {
+        match region {
+            WINDOW => (&mut self.window, &mut self.window_weight),
+            PROBATION => (&mut self.probation, &mut self.probation_weight),
+            _ => (&mut self.protected, &mut self.protected_weight),
+        }
+    }
+
+    /// Moves a resident slot to the back of `region`.
+    fn relocate(&mut self, slot: Slot, region: u8) {
+        let node = *self.nodes.node(slot);
+        let weight = u64::from(node.weight);
+        let mut nodes = std::mem::take(&mut self.nodes);
+        let (from, from_weight) = self.list_mut(node.meta);
+        from.unlink(&mut nodes, slot);
+        *from_weight -= weight;
+        let (to, to_weight) = self.list_mut(region);
+        to.push_back(&mut nodes, slot);
+        *to_weight += weight;
+        nodes.get_mut(slot).meta = region;
+        self.nodes = nodes;
+    }
+
+    /// Unlinks a resident slot and forgets it.
+    fn forget(&mut self, slot: Slot) {
+        let node = *self.nodes.node(slot);
+        let mut nodes = std::mem::take(&mut self.nodes);
+        let (list, weight) = self.list_mut(node.meta);
+        list.unlink(&mut nodes, slot);
+        *weight -= u64::from(node.weight);
+        nodes.get_mut(slot).meta = 0;
+        self.nodes = nodes;
+    }
+
+    /// Moves the window's overflow into probation while the main region has room: no duel
+    /// is needed until the cache is full.
+    fn spill_window(&mut self) {
+        while self.window_weight > self.window_max {
+            let Some(slot) = self.window.front() else { break };
+            let w = u64::from(self.nodes.node(slot).weight);
+            if self.main_weight() + w > self.main_max() {
+                break;
+            }
+            self.relocate(slot, PROBATION);
+        }
+    }
+
+    /// Demotes protected's oldest entries to probation while protected is over its share.
+    fn demote_protected(&mut self) {
+        while self.protected_weight > self.protected_max {
+            let Some(slot) = self.protected.front() else { break };
+            self.relocate(slot, PROBATION);
+        }
+    }
+
+    /// Whether `candidate` should replace `victim` in the main region.
+    fn admit(&mut self, candidate: u32, victim: u32) -> bool {
+        let c = self.sketch.frequency(candidate);
+        let v = self.sketch.frequency(victim);
+        if c > v {
+            true
+        } else if c >= JITTER_THRESHOLD {
+            self.rng.next_u64() & 127 == 0
+        } else {
+            false
+        }
+    }
+
+    fn record(&mut self, hit: bool) {
+        let sample_size = self.sketch.sample_size();
+        let capacity = self.capacity;
+        let Some(c) = self.climber.as_mut() else { return };
+        if hit {
+            c.hits += 1;
+        } else {
+            c.misses += 1;
+        }
+        c.sample(sample_size, capacity);
+        if c.pending != 0 {
+            self.climb();
+        }
+    }
+
+    /// Applies the climber's pending adjustment, moving at most [`TRANSFER_LIMIT`] entries.
+    fn climb(&mut self) {
+        let Some(pending) = self.climber.as_ref().map(|c| c.pending) else { return };
+        let left = if pending > 0 {
+            self.grow_window(pending.unsigned_abs())
+        } else {
+            -(self.shrink_window(pending.unsigned_abs()) as i64)
+        };
+        if let Some(c) = self.climber.as_mut() {
+            c.pending = left;
+        }
+    }
+
+    /// Moves up to `amount` weight from the protected share to the window, returning what
+    /// could not be moved yet.
+    fn grow_window(&mut self, amount: u64) -> i64 {
+        let mut quota = amount.min(self.protected_max);
+        if quota == 0 {
+            return 0;
+        }
+        self.protected_max -= quota;
+        self.window_max += quota;
+        self.demote_protected();
+        for _ in 0..TRANSFER_LIMIT {
+            let candidate = self
+                .probation
+                .front()
+                .filter(|&s| u64::from(self.nodes.node(s).weight) <= quota)
+                .or_else(|| self.protected.front());
+            let Some(slot) = candidate else { break };
+            let w = u64::from(self.nodes.node(slot).weight);
+            if w > quota {
+                break;
+            }
+            quota -= w;
+            self.relocate(slot, WINDOW);
+        }
+        // Whatever was not moved is given back and retried later.
+        self.protected_max += quota;
+        self.window_max -= quota;
+        quota as i64
+    }
+
+    /// Moves up to `amount` weight from the window to the protected share, returning what
+    /// could not be moved yet.
+    fn shrink_window(&mut self, amount: u64) -> u64 {
+        let mut quota = amount.min(self.window_max.saturating_sub(1));
+        if quota == 0 {
+            return 0;
+        }
+        self.protected_max += quota;
+        self.window_max -= quota;
+        for _ in 0..TRANSFER_LIMIT {
+            let Some(slot) = self.window.front() else { break };
+            let w = u64::from(self.nodes.node(slot).weight);
+            if w > quota {
+                break;
+            }
+            quota -= w;
+            self.relocate(slot, PROBATION);
+        }
+        self.protected_max -= quota;
+        self.window_max += quota;
+        quota
+    }
+}
+
+impl Policy for TinyLfu {
+    fn name(&self) -> &'static str {
+        if self.climber.is_some() {
+            "tinylfu"
+        } else {
+            "tinylfu-static"
+        }
+    }
+
+    fn on_insert(&mut self, slot: Slot, hash: u64, weight: u32) {
+        if self.nodes.resident(slot).is_some() {
+            debug_assert!(false, "slot {slot} inserted twice");
+            return;
+        }
+        let tag = hash as u32;
+        let node = self.nodes.get_mut(slot);
+        node.tag = tag;
+        node.weight = weight;
+        node.meta = WINDOW;
+        self.window.push_back(&mut self.nodes, slot);
+        self.window_weight += u64::from(weight);
+        self.sketch.ensure_capacity(self.len());
+        self.sketch.increment(tag);
+        self.spill_window();
+        self.record(false);
+    }
+
+    fn on_access(&mut self, slot: Slot, hash: u64) {
+        let Some(node) = self.nodes.resident_with_hash(slot, hash) else { return };
+        let (tag, region) = (node.tag, node.meta);
+        self.sketch.increment(tag);
+        match region {
+            WINDOW => self.window.move_to_back(&mut self.nodes, slot),
+            PROBATION => {
+                self.relocate(slot, PROTECTED);
+                self.demote_protected();
+            }
+            _ => self.protected.move_to_back(&mut self.nodes, slot),
+        }
+        self.record(true);
+    }
+
+    fn on_update(&mut self, slot: Slot, weight: u32) {
+        let Some(node) = self.nodes.resident(slot) else { return };
+        let (tag, region, old) = (node.tag, node.meta, u64::from(node.weight));
+        let (_, total) = self.list_mut(region);
+        *total = *total - old + u64::from(weight);
+        self.nodes.get_mut(slot).weight = weight;
+        self.sketch.increment(tag);
+        match region {
+            WINDOW => self.window.move_to_back(&mut self.nodes, slot),
+            PROBATION => {
+                self.relocate(slot, PROTECTED);
+                self.demote_protected();
+            }
+            _ => self.protected.move_to_back(&mut self.nodes, slot),
+        }
+    }
+
+    fn on_remove(&mut self, slot: Slot) {
+        if self.nodes.resident(slot).is_some() {
+            self.forget(slot);
+        }
+    }
+
+    fn evict(&mut self) -> Option<Slot> {
+        if self.window_weight > self.window_max {
+            if let Some(candidate) = self.window.front() {
+                let victim = self.probation.front().or_else(|| self.protected.front());
+                let Some(victim) = victim else {
+                    // The main region is empty: the window's oldest entry is the only choice.
+                    self.forget(candidate);
+                    return Some(candidate);
+                };
+                let (ct, vt) = (self.nodes.node(candidate).tag, self.nodes.node(victim).tag);
+                return Some(if self.admit(ct, vt) {
+                    self.forget(victim);
+                    self.relocate(candidate, PROBATION);
+                    victim
+                } else {
+                    self.forget(candidate);
+                    candidate
+                });
+            }
+        }
+        let slot =
+            self.probation.front().or_else(|| self.protected.front()).or_else(|| self.window.front())?;
+        self.forget(slot);
+        Some(slot)
+    }
+
+    fn weighted_size(&self) -> u64 {
+        self.window_weight + self.main_weight()
+    }
+
+    fn len(&self) -> usize {
+        self.window.len() + self.probation.len() + self.protected.len()
+    }
+
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn set_capacity(&mut self, capacity: u64) {
+        let fraction =
+            if self.capacity == 0 { 0.01 } else { self.window_max as f64 / self.capacity as f64 };
+        self.size_regions(capacity, fraction);
+        if let Some(c) = self.climber.as_mut() {
+            c.pending = 0;
+            c.step = -STEP_PERCENT * capacity as f64;
+        }
+        self.demote_protected();
+    }
+
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.window.clear();
+        self.probation.clear();
+        self.protected.clear();
+        self.window_weight = 0;
+        self.probation_weight = 0;
+        self.protected_weight = 0;
+        self.sketch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_popular_key_survives_a_scan() {
+        let mut p = TinyLfu::new(10, 10, false, 1);
+        let mut resident = std::collections::HashSet::new();
+        for s in 0..10u32 {
+            p.on_insert(s, u64::from(s), 1);
+            resident.insert(s);
+        }
+        for _ in 0..5 {
+            p.on_access(3, 3);
+        }
+        for k in 100..200u32 {
+            p.on_insert(k, u64::from(k), 1);
+            resident.insert(k);
+            while p.weighted_size() > p.capacity() {
+                let v = p.evict().expect("something is resident");
+                assert!(resident.remove(&v));
+            }
+        }
+        assert!(resident.contains(&3), "the scan flushed the hot key");
+    }
+
+    #[test]
+    fn windows_grow_on_a_recency_workload() {
+        // A sliding working set: each key is read a few times right after it arrives and
+        // never again, which only a large window (LRU) serves.
+        let mut p = TinyLfu::new(100, 1, true, 1);
+        let start = p.window_capacity();
+        let mut slots = std::collections::HashMap::new();
+        let mut owner = vec![u64::MAX; 200];
+        let mut free: Vec<Slot> = (0..200).collect();
+        for k in 0u64..200_000 {
+            for back in [0u64, 40, 80] {
+                let key = k.saturating_sub(back);
+                if let Some(&s) = slots.get(&key) {
+                    p.on_access(s, key);
+                } else {
+                    let s = free.pop().expect("free slot");
+                    slots.insert(key, s);
+                    owner[s as usize] = key;
+                    p.on_insert(s, key, 1);
+                    while p.weighted_size() > p.capacity() {
+                        let v = p.evict().expect("resident");
+                        slots.remove(&owner[v as usize]);
+                        free.push(v);
+                    }
+                }
+            }
+        }
+        assert!(p.window_capacity() > start, "window stayed at {}", p.window_capacity());
+    }
+}
