@@ -213,32 +213,35 @@ fn check_advisories(opts: &Options, meta: &Metadata) -> Outcome {
     }
 }
 
+/// Why one package's license fails the allow-list, or `None` when it passes.
+fn license_problem(p: &Package, allow: &licenses::AllowList) -> Option<String> {
+    Some(match licenses::check(p.license.as_deref(), allow) {
+        licenses::Verdict::Allowed => return None,
+        licenses::Verdict::Rejected(why) => why,
+        licenses::Verdict::Invalid(e) => format!(
+            "`{}` is not a valid SPDX expression: {e}",
+            p.license.as_deref().unwrap_or_default()
+        ),
+        licenses::Verdict::Missing => match &p.license_file {
+            Some(file) => format!(
+                "no `license` field, only license-file `{file}`: review the text by hand and \
+                 ask upstream for an SPDX expression"
+            ),
+            None => "no `license` field in its manifest".to_owned(),
+        },
+    })
+}
+
 fn check_licenses(opts: &Options, meta: &Metadata) -> Outcome {
     println!("\n== licenses (allowed: {})", opts.allow.names().join(", "));
     let mut by_expr: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = Vec::new();
     for p in &meta.packages {
-        *by_expr.entry(p.license.clone().unwrap_or_else(|| "(none)".to_owned())).or_default() += 1;
-        let why = match licenses::check(p.license.as_deref(), &opts.allow) {
-            licenses::Verdict::Allowed => continue,
-            licenses::Verdict::Rejected(why) => why,
-            licenses::Verdict::Invalid(e) => format!(
-                "`{}` is not a valid SPDX expression: {e}",
-                p.license.as_deref().unwrap_or_default()
-            ),
-            licenses::Verdict::Missing => match &p.license_file {
-                Some(file) => format!(
-                    "no `license` field, only license-file `{file}`: review the text by hand and \
-                     ask upstream for an SPDX expression"
-                ),
-                None => "no `license` field in its manifest".to_owned(),
-            },
-        };
-        failures.push(vec![
-            format!("{} {}", p.name, p.version),
-            p.license.clone().unwrap_or_else(|| "(none)".to_owned()),
-            why,
-        ]);
+        let shown = p.license.clone().unwrap_or_else(|| "(none)".to_owned());
+        *by_expr.entry(shown.clone()).or_default() += 1;
+        if let Some(why) = license_problem(p, &opts.allow) {
+            failures.push(vec![format!("{} {}", p.name, p.version), shown, why]);
+        }
     }
     let mut counts: Vec<(String, usize)> = by_expr.into_iter().collect();
     counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -418,19 +421,44 @@ mod tests {
         }
     }
 
+    fn package(license: Option<&str>, license_file: Option<&str>, targets: Vec<Target>) -> Package {
+        Package {
+            id: "x".into(),
+            name: "x".into(),
+            version: "0.1.0".into(),
+            license: license.map(str::to_owned),
+            license_file: license_file.map(str::to_owned),
+            manifest_path: "/p/Cargo.toml".into(),
+            targets,
+        }
+    }
+
+    #[test]
+    fn license_problems_are_explained() {
+        let allow = licenses::AllowList::default();
+        assert_eq!(
+            license_problem(&package(Some("MIT OR Apache-2.0"), None, vec![]), &allow),
+            None
+        );
+        // (license, license-file, a phrase the message must contain)
+        let cases: &[(Option<&str>, Option<&str>, &str)] = &[
+            (None, None, "no `license` field in its manifest"),
+            (None, Some("LICENSE.txt"), "only license-file `LICENSE.txt`"),
+            (Some("GPL-3.0-only"), None, "not allowed: GPL-3.0-only"),
+            (Some("MIT OR OR"), None, "is not a valid SPDX expression"),
+        ];
+        for (license, file, phrase) in cases {
+            let why = license_problem(&package(*license, *file, vec![]), &allow)
+                .unwrap_or_else(|| panic!("{license:?} must fail"));
+            assert!(why.contains(phrase), "{license:?}: {why}");
+        }
+    }
+
     #[test]
     fn roots_for_the_forbid_rule() {
         let t =
             |kind: &str, path: &str| Target { kind: vec![kind.to_owned()], src_path: path.into() };
-        let pkg = |targets| Package {
-            id: "x".into(),
-            name: "x".into(),
-            version: "0.1.0".into(),
-            license: None,
-            license_file: None,
-            manifest_path: "/p/Cargo.toml".into(),
-            targets,
-        };
+        let pkg = |targets| package(None, None, targets);
         let p = pkg(vec![
             t("lib", "/p/src/lib.rs"),
             t("bin", "/p/src/main.rs"),
