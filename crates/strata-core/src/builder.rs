@@ -1,0 +1,287 @@
+//! The fallible builder that turns settings into a [`Cache`].
+
+use crate::cache::{Cache, Inner, Listener, Reloader, Weigher};
+use crate::clock::{Clock, Epoch, SystemClock};
+use crate::error::{Error, Result};
+use crate::expiry::{Expiry, RemovalCause};
+use crate::loader::Inflight;
+use crate::shard::{Shard, TimeSettings};
+use crate::stats::Counters;
+use crossbeam_utils::CachePadded;
+use parking_lot::RwLock;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::Duration;
+use strata_evict::PolicyConfig;
+
+/// The smallest share of the capacity that the default sharding gives one shard. Fewer,
+/// larger shards keep the policy's view of the workload whole, which matters for hit ratio
+/// on small caches; large caches get enough shards for reads on many cores.
+const MIN_SHARD_CAPACITY: u64 = 4096;
+
+/// Never reserve more than this many slots per shard up front.
+const MAX_RESERVE: u64 = 1 << 20;
+
+/// Configures and builds a [`Cache`]. Start with [`Cache::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use strata_core::Cache;
+///
+/// let cache: Cache<String, Vec<u8>> = Cache::builder()
+///     .max_weight(64 * 1024 * 1024)
+///     .weigher(|k: &String, v: &Vec<u8>| (k.len() + v.len()).try_into().unwrap_or(u32::MAX))
+///     .time_to_live(Duration::from_secs(300))
+///     .time_to_idle(Duration::from_secs(60))
+///     .build()?;
+/// cache.insert("k".to_string(), vec![1, 2, 3]);
+/// assert_eq!(cache.weighted_size(), 4);
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct CacheBuilder<K, V, S = ahash::RandomState> {
+    max_capacity: Option<u64>,
+    max_weight: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
+    ttl: Option<Duration>,
+    tti: Option<Duration>,
+    expiry: Option<Box<dyn Expiry<K, V>>>,
+    refresh: Option<(Duration, Reloader<K, V>)>,
+    policy: PolicyConfig,
+    listener: Option<Listener<K, V>>,
+    shards: Option<usize>,
+    clock: Arc<dyn Clock>,
+    hasher: S,
+    record_stats: bool,
+}
+
+impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("max_weight", &self.max_weight)
+            .field("ttl", &self.ttl)
+            .field("tti", &self.tti)
+            .field("policy", &self.policy)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> CacheBuilder<K, V, ahash::RandomState> {
+    pub(crate) fn new() -> Self {
+        CacheBuilder {
+            max_capacity: None,
+            max_weight: None,
+            weigher: None,
+            ttl: None,
+            tti: None,
+            expiry: None,
+            refresh: None,
+            policy: PolicyConfig::default(),
+            listener: None,
+            shards: None,
+            clock: Arc::new(SystemClock),
+            hasher: ahash::RandomState::new(),
+            record_stats: true,
+        }
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Holds at most `entries` entries. Use either this or [`max_weight`](Self::max_weight).
+    pub fn max_capacity(mut self, entries: u64) -> Self {
+        self.max_capacity = Some(entries);
+        self
+    }
+
+    /// Holds entries whose weights (from the [`weigher`](Self::weigher)) sum to at most `weight`.
+    pub fn max_weight(mut self, weight: u64) -> Self {
+        self.max_weight = Some(weight);
+        self
+    }
+
+    /// How much of the weight budget an entry uses (bytes, typically). An entry heavier than
+    /// a shard's share of the budget is not stored; the removal listener sees it as `Size`.
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(weigher));
+        self
+    }
+
+    /// Entries expire this long after they were last written.
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Entries expire when not read or written for this long (never past their time to live).
+    pub fn time_to_idle(mut self, tti: Duration) -> Self {
+        self.tti = Some(tti);
+        self
+    }
+
+    /// Decides each entry's lifetime on create, read and update. Cannot be combined with
+    /// [`time_to_idle`](Self::time_to_idle); a [`time_to_live`](Self::time_to_live) caps it.
+    pub fn expire_after(mut self, expiry: impl Expiry<K, V>) -> Self {
+        self.expiry = Some(Box::new(expiry));
+        self
+    }
+
+    /// A read of an entry written more than `after` ago returns the current value at once
+    /// and reloads it in the background with `reload`, once, however many readers see it.
+    ///
+    /// `reload` returns `Some(new)` to replace the value, or `None` to keep the old one (a
+    /// failed reload). A value written while the reload ran wins over the reload's result.
+    /// Reloads run on the current tokio runtime if there is one, else on a short-lived thread.
+    pub fn refresh_after_write<F, Fut>(mut self, after: Duration, reload: F) -> Self
+    where
+        F: Fn(K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<V>> + Send + 'static,
+    {
+        self.refresh = Some((after, Arc::new(move |k| Box::pin(reload(k)))));
+        self
+    }
+
+    /// The eviction and admission policy (the default is the one measured best across the
+    /// traces in `docs/benchmarks.md`).
+    pub fn eviction_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Called after an entry leaves the cache, outside any lock, with the reason.
+    pub fn removal_listener(mut self, listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// The number of shards, a power of two. By default it grows with the number of cores,
+    /// but small caches keep one shard so that the policy sees the whole workload.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// The source of time (a [`ManualClock`](crate::ManualClock) in tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Whether to keep hit, miss, load and eviction counters (on by default; see
+    /// [`Cache::stats`]). Off, the counters cost nothing.
+    pub fn record_stats(mut self, on: bool) -> Self {
+        self.record_stats = on;
+        self
+    }
+
+    /// The hasher (keyed `ahash` by default, so crafted keys cannot flood one bucket).
+    pub fn hasher<S2>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
+        CacheBuilder {
+            max_capacity: self.max_capacity,
+            max_weight: self.max_weight,
+            weigher: self.weigher,
+            ttl: self.ttl,
+            tti: self.tti,
+            expiry: self.expiry,
+            refresh: self.refresh,
+            policy: self.policy,
+            listener: self.listener,
+            shards: self.shards,
+            clock: self.clock,
+            hasher,
+            record_stats: self.record_stats,
+        }
+    }
+
+    /// Checks the configuration and builds the cache.
+    pub fn build(self) -> Result<Cache<K, V, S>> {
+        let capacity = match (self.max_capacity, self.max_weight, self.weigher.is_some()) {
+            (Some(_), Some(_), _) => {
+                return Err(Error::InvalidConfig("set max_capacity (entries) or max_weight (with a weigher), not both"))
+            }
+            (Some(_), None, true) => {
+                return Err(Error::InvalidConfig("a weigher needs max_weight; max_capacity counts entries"))
+            }
+            (None, Some(_), false) => return Err(Error::InvalidConfig("max_weight needs a weigher")),
+            (None, None, _) => return Err(Error::InvalidConfig("set max_capacity or max_weight")),
+            (Some(c), None, false) => c,
+            (None, Some(w), true) => w,
+        };
+        if capacity == 0 {
+            return Err(Error::ZeroCapacity);
+        }
+        for (what, d) in [("time_to_live", self.ttl), ("time_to_idle", self.tti)] {
+            if let Some(d) = d.filter(|d| d.is_zero()) {
+                return Err(Error::ZeroDuration { what, value: d });
+            }
+        }
+        if let Some((d, _)) = self.refresh.as_ref().filter(|(d, _)| d.is_zero()) {
+            return Err(Error::ZeroDuration { what: "refresh_after_write", value: *d });
+        }
+        if self.expiry.is_some() && self.tti.is_some() {
+            return Err(Error::InvalidConfig(
+                "expire_after and time_to_idle cannot be combined; express idle expiry in Expiry::expire_after_read",
+            ));
+        }
+        let shards = match self.shards {
+            Some(n) if n == 0 || !n.is_power_of_two() || n > 65536 => return Err(Error::BadShardCount(n)),
+            Some(n) => n.min(prev_power_of_two(capacity)),
+            None => default_shards(capacity),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let stripes = cores.next_power_of_two().min(64);
+        let epoch = Epoch::new(self.clock.now());
+        let weighted = self.weigher.is_some();
+        let shard_vec: Box<[CachePadded<RwLock<Shard<K, V>>>]> = (0..shards)
+            .map(|i| {
+                let cap = shard_capacity(capacity, shards, i);
+                let reserve = if weighted { 0 } else { cap.saturating_add(1).min(MAX_RESERVE) as usize };
+                let seed = self.hasher.hash_one(i as u64 ^ 0x5eed_5eed);
+                CachePadded::new(RwLock::new(Shard::new(self.policy.build(cap, seed), cap, reserve, stripes, 0)))
+            })
+            .collect();
+        let (refresh_after, reloader) = match self.refresh {
+            Some((d, r)) => (Some(d), Some(r)),
+            None => (None, None),
+        };
+        let inner = Inner {
+            shards: shard_vec,
+            mask: shards - 1,
+            hasher: self.hasher,
+            time: TimeSettings { ttl: self.ttl, tti: self.tti, expiry: self.expiry, refresh: refresh_after, epoch },
+            clock: self.clock,
+            weigher: self.weigher,
+            listener: self.listener,
+            stats: self.record_stats.then(Counters::default),
+            inflight: Inflight::new(shards),
+            reloader,
+            capacity: parking_lot::Mutex::new(capacity),
+        };
+        Ok(Cache::from_inner(Arc::new(inner)))
+    }
+}
+
+fn prev_power_of_two(n: u64) -> usize {
+    let p = 1u64 << (63 - n.max(1).leading_zeros());
+    usize::try_from(p).unwrap_or(1 << 16).min(1 << 16)
+}
+
+fn default_shards(capacity: u64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = (cores * 4).next_power_of_two();
+    wanted.min(prev_power_of_two(capacity / MIN_SHARD_CAPACITY)).max(1)
+}
+
+/// Shard `i`'s share: the shares sum exactly to `capacity`.
+pub(crate) fn shard_capacity(capacity: u64, shards: usize, i: usize) -> u64 {
+    let n = shards as u64;
+    capacity / n + u64::from((i as u64) < capacity % n)
+}

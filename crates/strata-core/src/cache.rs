@@ -1,0 +1,587 @@
+//! The shared cache handle and its synchronous operations.
+
+use crate::builder::{shard_capacity, CacheBuilder};
+use crate::clock::Clock;
+use crate::expiry::RemovalCause;
+use crate::loader::Inflight;
+use crate::shard::{read_record, Removed, Shard, TimeSettings, WriteOutcome};
+use crate::stats::{CacheStats, Counters};
+use crate::sync::Ordering;
+use crossbeam_utils::CachePadded;
+use parking_lot::RwLock;
+use std::borrow::Borrow;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
+pub(crate) type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub(crate) type Reloader<K, V> = Arc<dyn Fn(K) -> BoxFuture<Option<V>> + Send + Sync>;
+
+pub(crate) struct Inner<K, V, S> {
+    pub(crate) shards: Box<[CachePadded<RwLock<Shard<K, V>>>]>,
+    pub(crate) mask: usize,
+    pub(crate) hasher: S,
+    pub(crate) time: TimeSettings<K, V>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) weigher: Option<Weigher<K, V>>,
+    pub(crate) listener: Option<Listener<K, V>>,
+    pub(crate) stats: Option<Counters>,
+    pub(crate) inflight: Inflight<K>,
+    pub(crate) reloader: Option<Reloader<K, V>>,
+    /// The total capacity; guarded so that `set_capacity` calls do not interleave.
+    pub(crate) capacity: parking_lot::Mutex<u64>,
+}
+
+/// A concurrent in-memory cache: a cheap-to-clone handle, `Send + Sync`, usable from threads
+/// and async tasks alike (no operation blocks on I/O; locks are held for bounded work).
+///
+/// ```
+/// use strata_core::Cache;
+///
+/// let cache: Cache<u64, String> = Cache::builder().max_capacity(10_000).build()?;
+/// cache.insert(1, "one".to_string());
+/// assert_eq!(cache.get(&1).as_deref(), Some("one"));
+/// assert_eq!(cache.remove(&1).as_deref(), Some("one"));
+/// assert!(!cache.contains_key(&1));
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+pub struct Cache<K, V, S = ahash::RandomState> {
+    pub(crate) inner: Arc<Inner<K, V, S>>,
+}
+
+impl<K, V, S> Clone for Cache<K, V, S> {
+    fn clone(&self) -> Self {
+        Cache { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<K, V, S> fmt::Debug for Cache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache").field("shards", &self.inner.shards.len()).finish_non_exhaustive()
+    }
+}
+
+impl<K, V> Cache<K, V, ahash::RandomState>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Starts configuring a cache.
+    pub fn builder() -> CacheBuilder<K, V, ahash::RandomState> {
+        CacheBuilder::new()
+    }
+}
+
+/// What [`EntryRef::and_compute`] should do with the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compute<V> {
+    /// Store this value.
+    Put(V),
+    /// Remove the entry.
+    Remove,
+    /// Leave things as they are.
+    Keep,
+}
+
+/// Atomic per-key operations, from [`Cache::entry`].
+///
+/// The closures run while the key's shard is locked for writing, so they see and decide in
+/// one step (as `ConcurrentHashMap.compute` does in Java). Keep them short, and never call
+/// the same cache from inside them: that would wait on the lock the closure holds.
+#[must_use = "an entry does nothing until one of its methods is called"]
+pub struct EntryRef<'a, K, V, S> {
+    cache: &'a Cache<K, V, S>,
+    key: K,
+}
+
+impl<K, V, S> fmt::Debug for EntryRef<'_, K, V, S>
+where
+    K: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntryRef").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    pub(crate) fn from_inner(inner: Arc<Inner<K, V, S>>) -> Self {
+        Cache { inner }
+    }
+
+    #[inline]
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.inner.hasher.hash_one(key)
+    }
+
+    #[inline]
+    pub(crate) fn shard(&self, hash: u64) -> &RwLock<Shard<K, V>> {
+        // The shard comes from bits 32.. of the hash: the table uses the low bits for its
+        // buckets and the top seven for its tags, so the shard choice takes from neither.
+        &self.inner.shards[(hash >> 32) as usize & self.inner.mask]
+    }
+
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.inner.time.epoch.nanos(self.inner.clock.now())
+    }
+
+    #[inline]
+    fn count(&self, f: impl FnOnce(&Counters)) {
+        if let Some(s) = &self.inner.stats {
+            f(s);
+        }
+    }
+
+    /// Returns a clone of the value for `key`, if present and not expired, and records the
+    /// read for the eviction policy (and for time-to-idle).
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let shard = self.shard(hash);
+        let guard = shard.read();
+        let Some(slot) = guard.find(hash, key) else {
+            drop(guard);
+            self.count(|s| s.misses.incr());
+            return None;
+        };
+        let mut refresh = None;
+        if let Some(t) = guard.timing(slot) {
+            let now = self.now();
+            if t.expire_at.load(Ordering::Relaxed) <= now {
+                drop(guard);
+                self.count(|s| s.misses.incr());
+                return None;
+            }
+            let time = &self.inner.time;
+            if time.reads_need_time() {
+                if let Some(at) = time.on_read(guard.entry(slot), t, now) {
+                    t.expire_at.store(at, Ordering::Relaxed);
+                }
+                if let Some(after) = time.refresh {
+                    if now.saturating_sub(t.written) >= after.as_nanos().min(u128::from(u64::MAX)) as u64 {
+                        refresh = Some((guard.entry(slot).key.clone(), t.gen));
+                    }
+                }
+            }
+        }
+        let value = guard.entry(slot).value.clone();
+        let full = guard.reads.record(read_record(slot, hash));
+        drop(guard);
+        self.count(|s| s.hits.incr());
+        if full {
+            self.try_maintain(shard);
+        }
+        if let Some((key, gen)) = refresh {
+            self.start_refresh(key, hash, gen);
+        }
+        Some(value)
+    }
+
+    /// Like [`get`](Self::get), but leaves no trace: the policy, time-to-idle and the
+    /// statistics do not see the read.
+    pub fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let guard = self.shard(hash).read();
+        let slot = guard.find(hash, key)?;
+        if guard.timing(slot).is_some() && guard.is_expired(slot, self.now()) {
+            return None;
+        }
+        Some(guard.entry(slot).value.clone())
+    }
+
+    /// Whether a live entry for `key` exists (without counting as a read).
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let guard = self.shard(hash).read();
+        match guard.find(hash, key) {
+            Some(slot) => guard.timing(slot).is_none() || !guard.is_expired(slot, self.now()),
+            None => false,
+        }
+    }
+
+    /// Inserts or replaces the value for `key`.
+    ///
+    /// The entry may be evicted at once if the policy does not admit it or if it weighs more
+    /// than the cache can hold; the removal listener then sees it with cause `Size`.
+    pub fn insert(&self, key: K, value: V) {
+        self.write(key, value, None);
+    }
+
+    /// Inserts with a time to live of its own, which replaces the cache-wide one for this entry.
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        // A zero TTL means "already expired": store nothing, but still drop the old value so
+        // that a reader never sees a value older than the last write.
+        if ttl.is_zero() {
+            self.remove(&key);
+            return;
+        }
+        self.write(key, value, Some(ttl));
+    }
+
+    pub(crate) fn write(&self, key: K, value: V, ttl: Option<Duration>) -> WriteOutcome {
+        let hash = self.hash(&key);
+        let shard = self.shard(hash);
+        let mut out = Removed::new();
+        let mut guard = shard.write();
+        let outcome = self.write_locked(&mut guard, hash, key, value, ttl, &mut out);
+        drop(guard);
+        self.finish(out);
+        outcome
+    }
+
+    /// The insert path once the shard is write-locked.
+    fn write_locked(
+        &self,
+        shard: &mut Shard<K, V>,
+        hash: u64,
+        key: K,
+        value: V,
+        ttl: Option<Duration>,
+        out: &mut Removed<K, V>,
+    ) -> WriteOutcome {
+        let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
+        let now = self.now();
+        if u64::from(weight) > shard.capacity() {
+            // It cannot fit even alone: drop the stale value for the key, refuse the new one.
+            shard.remove(&self.inner.hasher, hash, &key, now, out);
+            out.items.push((key, value, RemovalCause::Size));
+            let outcome = WriteOutcome { rejected: true, evicted: 1, ..WriteOutcome::default() };
+            self.count(|s| {
+                s.rejections.incr();
+                s.evictions_size.incr();
+            });
+            return outcome;
+        }
+        let outcome = shard.insert(&self.inner.hasher, &self.inner.time, hash, key, value, weight, ttl, now, out);
+        self.count(|s| {
+            if outcome.inserted {
+                s.inserts.incr();
+            }
+            if outcome.updated {
+                s.updates.incr();
+            }
+            if outcome.rejected {
+                s.rejections.incr();
+            }
+            if outcome.evicted > 0 {
+                s.evictions_size.add(outcome.evicted);
+            }
+            if outcome.expired > 0 {
+                s.expirations.add(outcome.expired);
+            }
+        });
+        outcome
+    }
+
+    /// Removes `key`, returning its value if it was live.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let mut out = Removed::new();
+        let now = self.now();
+        let v = self.shard(hash).write().remove(&self.inner.hasher, hash, key, now, &mut out);
+        self.count(|s| {
+            for (_, _, c) in &out.items {
+                match c {
+                    RemovalCause::Expired => s.expirations.incr(),
+                    _ => s.removals.incr(),
+                }
+            }
+        });
+        self.finish(out);
+        v
+    }
+
+    /// Removes every entry; the listener sees each as `Explicit` (or `Expired`).
+    pub fn invalidate_all(&self) {
+        let now = self.now();
+        for shard in self.inner.shards.iter() {
+            let mut out = Removed::new();
+            let (explicit, expired) = shard.write().clear(now, &mut out);
+            self.count(|s| {
+                s.removals.add(explicit);
+                s.expirations.add(expired);
+            });
+            self.finish(out);
+        }
+    }
+
+    /// Removes every entry for which `predicate` returns true, one shard at a time (each
+    /// shard is locked while the predicate runs over it). Returns how many were removed.
+    pub fn invalidate_if(&self, mut predicate: impl FnMut(&K, &V) -> bool) -> u64 {
+        let now = self.now();
+        let mut total = 0;
+        for shard in self.inner.shards.iter() {
+            let mut out = Removed::new();
+            let (explicit, expired) = shard.write().retain(&self.inner.hasher, now, &mut predicate, &mut out);
+            total += explicit;
+            self.count(|s| {
+                s.removals.add(explicit);
+                s.expirations.add(expired);
+            });
+            self.finish(out);
+        }
+        total
+    }
+
+    /// Atomic per-key operations on `key`.
+    pub fn entry(&self, key: K) -> EntryRef<'_, K, V, S> {
+        EntryRef { cache: self, key }
+    }
+
+    /// Iterates over clones of the live entries.
+    ///
+    /// Weakly consistent, like a `ConcurrentHashMap` iterator: it never blocks writers for
+    /// long (it copies a few entries at a time), never yields a key twice, and sees every
+    /// entry that stays in the cache for the whole iteration; entries written or removed
+    /// meanwhile may or may not appear.
+    pub fn iter(&self) -> Iter<K, V, S> {
+        Iter { cache: self.clone(), shard: 0, next: Some(0), buf: Vec::new() }
+    }
+
+    /// The number of entries held (expired entries not yet reclaimed included; call
+    /// [`run_pending_tasks`](Self::run_pending_tasks) first for an exact figure).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.shards.iter().map(|s| s.read().len() as u64).sum()
+    }
+
+    /// The total weight held (the entry count when there is no weigher).
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.shards.iter().map(|s| s.read().weighted_size()).sum()
+    }
+
+    /// The capacity (entries, or weight with a weigher).
+    pub fn capacity(&self) -> u64 {
+        *self.inner.capacity.lock()
+    }
+
+    /// Changes the capacity at run time, evicting at once if the cache is now over it.
+    pub fn set_capacity(&self, capacity: u64) -> crate::Result<()> {
+        if capacity == 0 {
+            return Err(crate::Error::ZeroCapacity);
+        }
+        let mut total = self.inner.capacity.lock();
+        *total = capacity;
+        let n = self.inner.shards.len();
+        for (i, shard) in self.inner.shards.iter().enumerate() {
+            let mut out = Removed::new();
+            let evicted = shard.write().set_capacity(&self.inner.hasher, shard_capacity(capacity, n, i), &mut out);
+            self.count(|s| s.evictions_size.add(evicted));
+            self.finish(out);
+        }
+        Ok(())
+    }
+
+    /// The eviction policy's name.
+    pub fn policy_name(&self) -> &'static str {
+        self.inner.shards[0].read().policy_name()
+    }
+
+    /// A snapshot of the statistics (all zero if they were turned off).
+    pub fn stats(&self) -> CacheStats {
+        match &self.inner.stats {
+            Some(s) => s.snapshot(self.entry_count(), self.weighted_size()),
+            None => CacheStats { entry_count: self.entry_count(), weighted_size: self.weighted_size(), ..CacheStats::default() },
+        }
+    }
+
+    /// Does all pending housekeeping now: replays buffered reads to the policy and reclaims
+    /// every expired entry. Normally this happens a little at a time during other calls.
+    pub fn run_pending_tasks(&self) {
+        let now = self.now();
+        for shard in self.inner.shards.iter() {
+            loop {
+                let mut out = Removed::new();
+                let (done, expired) = shard.write().maintain(&self.inner.hasher, now, &mut out);
+                self.count(|s| s.expirations.add(expired));
+                self.finish(out);
+                if done {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Bounded housekeeping after a read found its buffer full; skipped if a writer is busy.
+    fn try_maintain(&self, shard: &RwLock<Shard<K, V>>) {
+        if let Some(mut guard) = shard.try_write() {
+            let mut out = Removed::new();
+            let now = self.now();
+            let (_, expired) = guard.maintain(&self.inner.hasher, now, &mut out);
+            drop(guard);
+            self.count(|s| s.expirations.add(expired));
+            self.finish(out);
+        }
+    }
+
+    /// Hands removed entries to the listener, outside every lock.
+    pub(crate) fn finish(&self, out: Removed<K, V>) {
+        if let Some(listener) = &self.inner.listener {
+            for (k, v, cause) in out.items {
+                listener(k, v, cause);
+            }
+        }
+    }
+
+    /// Writes `value` only if the entry for `key` still has write generation `gen` (the
+    /// end of a refresh: a newer write wins). Returns whether it was written.
+    pub(crate) fn write_if_generation(&self, key: K, hash: u64, gen: u32, value: V) -> bool {
+        let shard = self.shard(hash);
+        let mut out = Removed::new();
+        let mut guard = shard.write();
+        let written = if guard.generation(hash, &key) == Some(gen) {
+            self.write_locked(&mut guard, hash, key, value, None, &mut out);
+            true
+        } else {
+            false
+        };
+        drop(guard);
+        self.finish(out);
+        written
+    }
+}
+
+impl<K, V, S> EntryRef<'_, K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Returns the live value, or stores and returns `make()` if there is none — atomically:
+    /// of many concurrent callers for one key, exactly one `make` runs.
+    pub fn or_insert_with(self, make: impl FnOnce() -> V) -> V {
+        let cache = self.cache;
+        let hash = cache.hash(&self.key);
+        let mut out = Removed::new();
+        let mut guard = cache.shard(hash).write();
+        let now = cache.now();
+        if let Some(v) = guard.live_value(hash, &self.key, now) {
+            let v = v.clone();
+            drop(guard);
+            cache.count(|s| s.hits.incr());
+            return v;
+        }
+        let v = make();
+        cache.count(|s| s.misses.incr());
+        cache.write_locked(&mut guard, hash, self.key, v.clone(), None, &mut out);
+        drop(guard);
+        cache.finish(out);
+        v
+    }
+
+    /// [`or_insert_with`](Self::or_insert_with) with a ready value.
+    pub fn or_insert(self, value: V) -> V {
+        self.or_insert_with(|| value)
+    }
+
+    /// Reads the live value (if any) and decides what to do with it, atomically. Returns the
+    /// value held afterwards.
+    ///
+    /// ```
+    /// use strata_core::{Cache, Compute};
+    ///
+    /// let counts: Cache<&str, u64> = Cache::builder().max_capacity(100).build()?;
+    /// for _ in 0..3 {
+    ///     counts.entry("hits").and_compute(|v| Compute::Put(v.copied().unwrap_or(0) + 1));
+    /// }
+    /// assert_eq!(counts.get("hits"), Some(3));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn and_compute(self, f: impl FnOnce(Option<&V>) -> Compute<V>) -> Option<V> {
+        let cache = self.cache;
+        let hash = cache.hash(&self.key);
+        let mut out = Removed::new();
+        let mut guard = cache.shard(hash).write();
+        let now = cache.now();
+        let current = guard.live_value(hash, &self.key, now);
+        let result = match f(current) {
+            Compute::Keep => current.cloned(),
+            Compute::Put(v) => {
+                cache.write_locked(&mut guard, hash, self.key, v.clone(), None, &mut out);
+                Some(v)
+            }
+            Compute::Remove => {
+                guard.remove(&cache.inner.hasher, hash, &self.key, now, &mut out);
+                cache.count(|s| s.removals.add(out.items.len() as u64));
+                None
+            }
+        };
+        drop(guard);
+        cache.finish(out);
+        result
+    }
+}
+
+/// A weakly consistent iterator over clones of a cache's entries; see [`Cache::iter`].
+pub struct Iter<K, V, S> {
+    cache: Cache<K, V, S>,
+    shard: usize,
+    next: Option<usize>,
+    buf: Vec<(K, V)>,
+}
+
+impl<K, V, S> fmt::Debug for Iter<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").field("shard", &self.shard).finish_non_exhaustive()
+    }
+}
+
+/// Entries copied per lock acquisition while iterating.
+const ITER_CHUNK: usize = 64;
+
+impl<K, V, S> Iterator for Iter<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        loop {
+            if let Some(item) = self.buf.pop() {
+                return Some(item);
+            }
+            let shards = &self.cache.inner.shards;
+            if self.shard >= shards.len() {
+                return None;
+            }
+            match self.next {
+                Some(from) => {
+                    let now = self.cache.now();
+                    self.next = shards[self.shard].read().snapshot_from(from, ITER_CHUNK, now, &mut self.buf);
+                    self.buf.reverse();
+                }
+                None => {
+                    self.shard += 1;
+                    self.next = Some(0);
+                }
+            }
+        }
+    }
+}

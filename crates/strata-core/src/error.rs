@@ -1,0 +1,29 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+/// What can go wrong when building or using a [`Cache`](crate::Cache).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The builder was given a configuration that cannot work; the message says which.
+    #[error("invalid cache configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// A capacity of zero (or a zero weight budget) was asked for.
+    #[error("capacity must be at least 1, got 0")]
+    ZeroCapacity,
+    /// A duration that must be positive (a TTL, a time-to-idle, a refresh interval) was zero.
+    #[error("{what} must be greater than zero, got {value:?}")]
+    ZeroDuration {
+        /// Which setting.
+        what: &'static str,
+        /// The value given.
+        value: Duration,
+    },
+    /// The shard count must be a power of two between 1 and 65536.
+    #[error("shard count must be a power of two between 1 and 65536, got {0}")]
+    BadShardCount(usize),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,351 @@
+//! Single-flight loading: of all the callers that miss on one key at the same time, one runs
+//! its loader and the others wait for its result.
+//!
+//! # Protocol
+//!
+//! - The in-flight table maps `(key, kind)` to a `watch` receiver. `kind` is the `TypeId` of
+//!   the loader's error type, so loaders with different error types never share a result.
+//! - A caller that finds no entry inserts one and becomes the *leader*, holding the sender.
+//!   Everyone else clones the receiver and waits.
+//! - The leader writes its value to the cache first, then removes the table entry, then
+//!   sends. A caller arriving in between finds the value in the cache.
+//! - If the leader's future is dropped or its loader panics, a guard removes the entry and
+//!   drops the sender without a value; waiters see the channel close and start over, and
+//!   one of them leads with its own loader. No key is ever wedged.
+
+use crate::cache::{BoxFuture, Cache};
+use parking_lot::Mutex;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+type Slot<V, E> = Option<Result<V, Arc<E>>>;
+type Table<K> = HashMap<(K, TypeId), Box<dyn Any + Send + Sync>>;
+
+/// Marks an in-flight background refresh (no one waits on its result).
+struct RefreshKind;
+
+pub(crate) struct Inflight<K> {
+    tables: Box<[Mutex<Table<K>>]>,
+}
+
+impl<K> Inflight<K> {
+    pub(crate) fn new(shards: usize) -> Self {
+        Inflight { tables: (0..shards.max(1)).map(|_| Mutex::new(HashMap::new())).collect() }
+    }
+
+    fn table(&self, hash: u64) -> &Mutex<Table<K>> {
+        &self.tables[(hash >> 32) as usize % self.tables.len()]
+    }
+}
+
+enum Role<V, E> {
+    Leader(watch::Sender<Slot<V, E>>),
+    Follower(watch::Receiver<Slot<V, E>>),
+}
+
+/// Removes the leader's table entry however the leader ends (value, error, panic, drop).
+struct LeaderGuard<'a, K: Hash + Eq> {
+    table: &'a Mutex<Table<K>>,
+    key: Option<(K, TypeId)>,
+}
+
+impl<K: Hash + Eq> LeaderGuard<'_, K> {
+    fn release(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.table.lock().remove(&k);
+        }
+    }
+}
+
+impl<K: Hash + Eq> Drop for LeaderGuard<'_, K> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Returns the value for `key`, loading it with `init` on a miss. Concurrent misses on
+    /// one key run one `init` between them; the others wait for its value.
+    ///
+    /// If the caller that is loading is cancelled (its future dropped) or its loader
+    /// panics, one of the waiters takes over with its own `init`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), strata_core::Error> {
+    /// use strata_core::Cache;
+    ///
+    /// let cache: Cache<u32, String> = Cache::builder().max_capacity(100).build()?;
+    /// let v = cache.get_with(7, async { "seven".to_string() }).await;
+    /// assert_eq!(v, "seven");
+    /// // Now cached: this loader does not run.
+    /// let v = cache.get_with(7, async { unreachable!() }).await;
+    /// assert_eq!(v, "seven");
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_with(&self, key: K, init: impl Future<Output = V>) -> V {
+        match self.try_get_with::<_, Infallible>(key, async { Ok(init.await) }).await {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    /// Like [`get_with`](Self::get_with) for a loader that can fail. An error is not cached:
+    /// it is returned to the caller that loaded and to every caller waiting on that load,
+    /// and the next call loads again.
+    pub async fn try_get_with<F, E>(&self, key: K, init: F) -> Result<V, Arc<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        let mut init = Some(init);
+        let hash = self.hash(&key);
+        loop {
+            if let Some(v) = self.get(&key) {
+                return Ok(v);
+            }
+            let table = self.inner.inflight.table(hash);
+            let role = {
+                let mut t = table.lock();
+                let id = (key.clone(), TypeId::of::<E>());
+                match t.get(&id).and_then(|b| b.downcast_ref::<watch::Receiver<Slot<V, E>>>()) {
+                    Some(rx) => Role::Follower(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        t.insert(id, Box::new(rx));
+                        Role::Leader(tx)
+                    }
+                }
+            };
+            match role {
+                Role::Follower(mut rx) => {
+                    if let Some(result) = wait(&mut rx).await {
+                        return result;
+                    }
+                    // The leader went away without a result: start over.
+                }
+                Role::Leader(tx) => {
+                    let mut guard = LeaderGuard { table, key: Some((key.clone(), TypeId::of::<E>())) };
+                    let Some(init) = init.take() else {
+                        // Our own loader was already used up by an earlier, cancelled turn as
+                        // leader; that cannot happen because a cancelled turn cancels us.
+                        unreachable!("a caller leads at most once")
+                    };
+                    let started = Instant::now();
+                    let result = init.await;
+                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    let result = match result {
+                        Ok(v) => {
+                            self.insert(key.clone(), v.clone());
+                            if let Some(s) = &self.inner.stats {
+                                s.loads_ok.incr();
+                                s.load_nanos.add(nanos);
+                            }
+                            Ok(v)
+                        }
+                        Err(e) => {
+                            if let Some(s) = &self.inner.stats {
+                                s.loads_err.incr();
+                                s.load_nanos.add(nanos);
+                            }
+                            Err(Arc::new(e))
+                        }
+                    };
+                    guard.release();
+                    // Nobody listening is fine: every waiter may have been cancelled.
+                    let _ = tx.send(Some(result.clone()));
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// Returns the values of all `keys`, loading every missing key with **one** call of
+    /// `load`, which receives the keys to load and returns the pairs it found. Keys another
+    /// caller is already loading are waited for instead; keys `load` does not return are
+    /// absent from the result.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), strata_core::Error> {
+    /// use strata_core::Cache;
+    ///
+    /// let cache: Cache<u32, u32> = Cache::builder().max_capacity(100).build()?;
+    /// cache.insert(1, 10);
+    /// let got = cache
+    ///     .get_all_with([1, 2, 3], |missing| async move {
+    ///         assert_eq!(missing, vec![2, 3]);
+    ///         missing.into_iter().map(|k| (k, k * 10)).collect::<Vec<_>>()
+    ///     })
+    ///     .await;
+    /// assert_eq!(got.len(), 3);
+    /// assert_eq!(got[&3], 30);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_all_with<I, F, Fut>(&self, keys: I, load: F) -> HashMap<K, V>
+    where
+        I: IntoIterator<Item = K>,
+        F: FnOnce(Vec<K>) -> Fut,
+        Fut: Future<Output = Vec<(K, V)>>,
+    {
+        let mut found = HashMap::new();
+        let mut leading = Vec::new();
+        let mut guards = Vec::new();
+        let mut senders: HashMap<K, watch::Sender<Slot<V, Infallible>>> = HashMap::new();
+        let mut waiting = Vec::new();
+        let id = TypeId::of::<Infallible>();
+        for key in keys {
+            if found.contains_key(&key) || senders.contains_key(&key) {
+                continue;
+            }
+            if let Some(v) = self.get(&key) {
+                found.insert(key, v);
+                continue;
+            }
+            let hash = self.hash(&key);
+            let table = self.inner.inflight.table(hash);
+            let mut t = table.lock();
+            let existing = t.get(&(key.clone(), id)).and_then(|b| b.downcast_ref::<watch::Receiver<Slot<V, Infallible>>>());
+            match existing {
+                Some(rx) => waiting.push((key, rx.clone())),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    t.insert((key.clone(), id), Box::new(rx));
+                    drop(t);
+                    guards.push(LeaderGuard { table, key: Some((key.clone(), id)) });
+                    senders.insert(key.clone(), tx);
+                    leading.push(key);
+                }
+            }
+        }
+        if !leading.is_empty() {
+            let started = Instant::now();
+            let loaded = load(leading).await;
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            if let Some(s) = &self.inner.stats {
+                s.loads_ok.incr();
+                s.load_nanos.add(nanos);
+            }
+            for (k, v) in loaded {
+                if senders.contains_key(&k) {
+                    self.insert(k.clone(), v.clone());
+                }
+                found.insert(k, v);
+            }
+            // Release every key we led, then publish; keys the loader skipped close their
+            // channel without a value, so their waiters start over with their own loaders.
+            for mut g in guards {
+                g.release();
+            }
+            for (k, tx) in senders {
+                if let Some(v) = found.get(&k) {
+                    let _ = tx.send(Some(Ok(v.clone())));
+                }
+            }
+        }
+        for (key, mut rx) in waiting {
+            match wait(&mut rx).await {
+                Some(Ok(v)) => {
+                    found.insert(key, v);
+                }
+                Some(Err(e)) => match *e {},
+                None => {
+                    // The other loader went away or skipped the key; it may be cached now.
+                    if let Some(v) = self.get(&key) {
+                        found.insert(key, v);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Starts a background reload of `key` unless one is already running.
+    pub(crate) fn start_refresh(&self, key: K, hash: u64, gen: u32) {
+        let Some(reloader) = self.inner.reloader.clone() else { return };
+        let table = self.inner.inflight.table(hash);
+        let id = (key.clone(), TypeId::of::<RefreshKind>());
+        {
+            let mut t = table.lock();
+            if t.contains_key(&id) {
+                return;
+            }
+            t.insert(id, Box::new(()));
+        }
+        if let Some(s) = &self.inner.stats {
+            s.refreshes.incr();
+        }
+        let cache = self.clone();
+        let task: BoxFuture<()> = Box::pin(async move {
+            struct Done<K: Hash + Eq + Clone + Send + Sync + 'static, V, S>(Cache<K, V, S>, K, u64);
+            impl<K: Hash + Eq + Clone + Send + Sync + 'static, V, S> Drop for Done<K, V, S> {
+                fn drop(&mut self) {
+                    let table = self.0.inner.inflight.table(self.2);
+                    table.lock().remove(&(self.1.clone(), TypeId::of::<RefreshKind>()));
+                }
+            }
+            let done = Done(cache.clone(), key.clone(), hash);
+            if let Some(v) = reloader(key.clone()).await {
+                cache.write_if_generation(key, hash, gen, v);
+            }
+            drop(done);
+        });
+        spawn(task);
+    }
+}
+
+/// Waits for the leader's result; `None` if it went away without one.
+async fn wait<V: Clone, E>(rx: &mut watch::Receiver<Slot<V, E>>) -> Option<Result<V, Arc<E>>> {
+    loop {
+        if let Some(r) = rx.borrow_and_update().as_ref() {
+            return Some(r.clone());
+        }
+        if rx.changed().await.is_err() {
+            // Closed: a value sent just before closing is still visible.
+            return rx.borrow().as_ref().cloned();
+        }
+    }
+}
+
+/// Runs a background task: on the current tokio runtime if there is one, else on a thread.
+fn spawn(task: BoxFuture<()>) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(task);
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("strata-refresh".into()).spawn(move || block_on(task));
+    // If no thread can be started the refresh is skipped: the entry keeps its value and the
+    // next read past the interval tries again.
+    drop(spawned);
+}
+
+/// A minimal executor for one future on the current thread.
+fn block_on<F: Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}

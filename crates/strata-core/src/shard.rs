@@ -1,0 +1,543 @@
+//! One shard of the store: a hash table of slot numbers, a slab of entries, the shard's
+//! eviction policy, its read buffer and its timer wheel.
+//!
+//! # Invariants (all under the shard's lock)
+//!
+//! - `table` holds exactly the occupied slots of `slab`, each under the hash of its key.
+//! - A slot is occupied in `slab` if and only if the policy holds it as resident.
+//! - `free` lists exactly the vacant slots below `slab.len()`.
+//! - `timing` is empty, or exactly as long as `slab`; it is allocated on the first write
+//!   that has a deadline, so caches without time-based features pay nothing for it.
+//! - For an occupied slot with timing, `scheduled` is the deadline of the one wheel record
+//!   that is live for it (matching generation and deadline), or `NEVER` if there is none;
+//!   any other record for that slot is stale and is dropped when it comes due.
+//! - `expire_at` is written by readers (time-to-idle) under the read lock; every other
+//!   timing field is written only under the write lock.
+
+use crate::clock::{Epoch, NEVER};
+use crate::expiry::{Expiry, RemovalCause};
+use crate::read_buffer::ReadBuffer;
+use crate::sync::{AtomicU64, Ordering};
+use crate::wheel::{Due, Rec, Wheel};
+use hashbrown::HashTable;
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+use strata_evict::Policy;
+
+/// How many expired entries or stale records one call may process before it returns.
+pub(crate) const EXPIRY_BUDGET: usize = 128;
+
+pub(crate) struct Entry<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+}
+
+#[derive(Debug)]
+pub(crate) struct Timing {
+    /// When the entry stops being served (cache nanos; `NEVER` for no deadline).
+    pub(crate) expire_at: AtomicU64,
+    /// The deadline set at the last write (time to live); time-to-idle never extends past it.
+    pub(crate) hard: u64,
+    /// When the value was last written (for refresh-after-write).
+    pub(crate) written: u64,
+    /// The deadline of the live wheel record, or `NEVER`.
+    scheduled: u64,
+    /// Bumped on every write of the slot: identifies wheel records and refreshes.
+    pub(crate) gen: u32,
+}
+
+impl Timing {
+    fn vacant() -> Self {
+        Timing { expire_at: AtomicU64::new(NEVER), hard: NEVER, written: 0, scheduled: NEVER, gen: 0 }
+    }
+}
+
+/// Everything about time that the shard needs from the cache's configuration.
+pub(crate) struct TimeSettings<K, V> {
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) tti: Option<Duration>,
+    pub(crate) expiry: Option<Box<dyn Expiry<K, V>>>,
+    pub(crate) refresh: Option<Duration>,
+    pub(crate) epoch: Epoch,
+}
+
+impl<K: 'static, V: 'static> TimeSettings<K, V> {
+    /// Whether reads must look at the clock at all.
+    pub(crate) fn reads_need_time(&self) -> bool {
+        self.tti.is_some() || self.expiry.is_some() || self.refresh.is_some()
+    }
+
+    /// Whether every write gets a deadline or a write time.
+    pub(crate) fn writes_need_time(&self) -> bool {
+        self.ttl.is_some() || self.reads_need_time()
+    }
+
+    fn remaining(now: u64, expire_at: u64) -> Option<Duration> {
+        (expire_at != NEVER).then(|| Duration::from_nanos(expire_at.saturating_sub(now)))
+    }
+
+    /// `(expire_at, hard)` for a value written at `now`. `previous` is the entry's current
+    /// `expire_at` when this write replaces a value.
+    fn on_write(&self, key: &K, value: &V, now: u64, ttl: Option<Duration>, previous: Option<u64>) -> (u64, u64) {
+        let hard = ttl.or(self.ttl).map_or(NEVER, |d| Epoch::after(now, d));
+        let variable = if let Some(exp) = &self.expiry {
+            let at = self.epoch.instant(now);
+            let d = match previous {
+                None => exp.expire_after_create(key, value, at),
+                Some(prev) => exp.expire_after_update(key, value, at, Self::remaining(now, prev)),
+            };
+            d.map_or(NEVER, |d| Epoch::after(now, d))
+        } else {
+            self.tti.map_or(NEVER, |d| Epoch::after(now, d))
+        };
+        (hard.min(variable), hard)
+    }
+
+    /// The new `expire_at` after a read at `now`, if the read changes it.
+    pub(crate) fn on_read(&self, entry: &Entry<K, V>, timing: &Timing, now: u64) -> Option<u64> {
+        let current = timing.expire_at.load(Ordering::Relaxed);
+        let next = if let Some(exp) = &self.expiry {
+            let d = exp.expire_after_read(&entry.key, &entry.value, self.epoch.instant(now), Self::remaining(now, current));
+            d.map_or(NEVER, |d| Epoch::after(now, d))
+        } else if let Some(tti) = self.tti {
+            Epoch::after(now, tti)
+        } else {
+            return None;
+        };
+        let next = next.min(timing.hard);
+        (next != current).then_some(next)
+    }
+}
+
+/// Entries taken out under the lock, handed to the listener (or dropped) after unlocking.
+pub(crate) struct Removed<K, V> {
+    pub(crate) items: Vec<(K, V, RemovalCause)>,
+}
+
+impl<K, V> Removed<K, V> {
+    pub(crate) fn new() -> Self {
+        Removed { items: Vec::new() }
+    }
+
+    fn push(&mut self, key: K, value: V, cause: RemovalCause) {
+        self.items.push((key, value, cause));
+    }
+}
+
+/// What an insert did, for statistics.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WriteOutcome {
+    pub(crate) inserted: bool,
+    pub(crate) updated: bool,
+    pub(crate) rejected: bool,
+    pub(crate) evicted: u64,
+    pub(crate) expired: u64,
+}
+
+pub(crate) struct Shard<K, V> {
+    pub(crate) reads: ReadBuffer,
+    table: HashTable<u32>,
+    slab: Vec<Option<Entry<K, V>>>,
+    free: Vec<u32>,
+    timing: Vec<Timing>,
+    /// Whether `timing` is in use (it then has one element per slab slot).
+    timed: bool,
+    wheel: Wheel,
+    policy: Box<dyn Policy>,
+    capacity: u64,
+}
+
+/// Packs a read into a buffer record: never zero.
+#[inline]
+pub(crate) fn read_record(slot: u32, hash: u64) -> u64 {
+    ((u64::from(slot) + 1) << 32) | (hash & 0xffff_ffff)
+}
+
+impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
+    pub(crate) fn new(policy: Box<dyn Policy>, capacity: u64, reserve: usize, stripes: usize, now: u64) -> Self {
+        Shard {
+            reads: ReadBuffer::new(stripes),
+            table: HashTable::with_capacity(reserve),
+            slab: Vec::with_capacity(reserve),
+            free: Vec::new(),
+            timing: Vec::new(),
+            timed: false,
+            wheel: Wheel::new(now),
+            policy,
+            capacity,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let slab = &self.slab;
+        self.table
+            .find(hash, |&i| slab[i as usize].as_ref().is_some_and(|e| e.key.borrow() == key))
+            .copied()
+    }
+
+    /// The entry in an occupied slot.
+    #[inline]
+    pub(crate) fn entry(&self, slot: u32) -> &Entry<K, V> {
+        match &self.slab[slot as usize] {
+            Some(e) => e,
+            None => unreachable!("the table only holds occupied slots"),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn timing(&self, slot: u32) -> Option<&Timing> {
+        self.timing.get(slot as usize)
+    }
+
+    /// Whether the entry in `slot` must not be served at `now`.
+    #[inline]
+    pub(crate) fn is_expired(&self, slot: u32, now: u64) -> bool {
+        self.timing(slot).is_some_and(|t| t.expire_at.load(Ordering::Relaxed) <= now)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn weighted_size(&self) -> u64 {
+        self.policy.weighted_size()
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub(crate) fn policy_name(&self) -> &'static str {
+        self.policy.name()
+    }
+
+    /// Replays buffered reads to the policy.
+    pub(crate) fn drain_reads(&mut self) {
+        let Shard { reads, policy, timing, wheel, slab, .. } = self;
+        reads.drain(|r| {
+            let slot = ((r >> 32) - 1) as u32;
+            policy.on_access(slot, r & 0xffff_ffff);
+            // A read may have moved the deadline earlier (an `Expiry` decided so); make sure
+            // the wheel will look at the entry by then.
+            if let Some(t) = timing.get_mut(slot as usize) {
+                let at = *t.expire_at.get_mut();
+                if at < t.scheduled && slab[slot as usize].is_some() {
+                    t.scheduled = at;
+                    wheel.schedule(Rec { slot, gen: t.gen, at });
+                }
+            }
+        });
+    }
+
+    /// Bounded housekeeping: replay reads, reclaim up to `EXPIRY_BUDGET` expired entries.
+    /// Returns `true` when no expired entry is known to be left.
+    pub(crate) fn maintain<S: BuildHasher>(&mut self, hasher: &S, now: u64, out: &mut Removed<K, V>) -> (bool, u64) {
+        self.drain_reads();
+        self.expire(hasher, now, EXPIRY_BUDGET, out)
+    }
+
+    fn expire<S: BuildHasher>(&mut self, hasher: &S, now: u64, budget: usize, out: &mut Removed<K, V>) -> (bool, u64) {
+        if !self.timed {
+            return (true, 0);
+        }
+        let mut expired = Vec::new();
+        let Shard { wheel, timing, slab, .. } = self;
+        let done = wheel.advance(now, budget, |rec| {
+            let i = rec.slot as usize;
+            let Some(t) = timing.get_mut(i) else { return Due::Done };
+            if slab[i].is_none() || t.gen != rec.gen || t.scheduled != rec.at {
+                return Due::Done;
+            }
+            let at = *t.expire_at.get_mut();
+            if at <= now {
+                t.scheduled = NEVER;
+                expired.push(rec.slot);
+                Due::Done
+            } else if at == NEVER {
+                t.scheduled = NEVER;
+                Due::Done
+            } else {
+                t.scheduled = at;
+                Due::Reschedule(at)
+            }
+        });
+        let n = expired.len() as u64;
+        for slot in expired {
+            self.policy.on_remove(slot);
+            let e = self.take_slot(hasher, slot);
+            out.push(e.key, e.value, RemovalCause::Expired);
+        }
+        (done, n)
+    }
+
+    /// Removes `slot` from the table and the slab (the policy must already have forgotten it).
+    fn take_slot<S: BuildHasher>(&mut self, hasher: &S, slot: u32) -> Entry<K, V> {
+        let hash = match &self.slab[slot as usize] {
+            Some(e) => hasher.hash_one(&e.key),
+            None => unreachable!("take_slot on a vacant slot"),
+        };
+        if let Ok(found) = self.table.find_entry(hash, |&j| j == slot) {
+            found.remove();
+        }
+        if let Some(t) = self.timing.get_mut(slot as usize) {
+            t.scheduled = NEVER;
+            *t.expire_at.get_mut() = NEVER;
+        }
+        self.free.push(slot);
+        self.slab[slot as usize].take().unwrap_or_else(|| unreachable!("checked above"))
+    }
+
+    fn alloc_slot(&mut self) -> u32 {
+        if let Some(i) = self.free.pop() {
+            return i;
+        }
+        self.slab.push(None);
+        if self.timed {
+            self.timing.push(Timing::vacant());
+        }
+        (self.slab.len() - 1) as u32
+    }
+
+    /// Evicts until the policy's weight fits the capacity. `candidate` is the slot just
+    /// written: if the policy evicts it, the admission filter rejected it.
+    fn evict_to_capacity<S: BuildHasher>(&mut self, hasher: &S, candidate: Option<u32>, out: &mut Removed<K, V>, outcome: &mut WriteOutcome) {
+        while self.policy.weighted_size() > self.capacity {
+            let Some(victim) = self.policy.evict() else { break };
+            if self.slab.get(victim as usize).is_none_or(|s| s.is_none()) {
+                // A policy that breaks its contract must not corrupt the map; stop evicting.
+                debug_assert!(false, "policy {} evicted a vacant slot {victim}", self.policy.name());
+                break;
+            }
+            if Some(victim) == candidate {
+                outcome.rejected = true;
+            }
+            outcome.evicted += 1;
+            let e = self.take_slot(hasher, victim);
+            out.push(e.key, e.value, RemovalCause::Size);
+        }
+    }
+
+    fn ensure_timing(&mut self) {
+        if !self.timed {
+            self.timed = true;
+            self.timing.reserve_exact(self.slab.capacity());
+            self.timing.resize_with(self.slab.len(), Timing::vacant);
+        }
+    }
+
+    /// Sets the deadlines of a freshly written slot and schedules its wheel record.
+    fn stamp(&mut self, slot: u32, expire_at: u64, hard: u64, now: u64) {
+        let t = &mut self.timing[slot as usize];
+        t.gen = t.gen.wrapping_add(1);
+        *t.expire_at.get_mut() = expire_at;
+        t.hard = hard;
+        t.written = now;
+        t.scheduled = expire_at;
+        if expire_at != NEVER {
+            let rec = Rec { slot, gen: t.gen, at: expire_at };
+            self.wheel.schedule(rec);
+        }
+    }
+
+    /// Inserts or replaces. `weight` has been checked to fit the shard's capacity.
+    #[allow(clippy::too_many_arguments)] // One call site; a struct would only rename these.
+    pub(crate) fn insert<S: BuildHasher>(
+        &mut self,
+        hasher: &S,
+        time: &TimeSettings<K, V>,
+        hash: u64,
+        key: K,
+        value: V,
+        weight: u32,
+        ttl: Option<Duration>,
+        now: u64,
+        out: &mut Removed<K, V>,
+    ) -> WriteOutcome {
+        let mut outcome = WriteOutcome::default();
+        let (_, expired) = self.maintain(hasher, now, out);
+        outcome.expired = expired;
+        let timed = ttl.is_some() || time.writes_need_time() || self.timed;
+        if timed {
+            self.ensure_timing();
+        }
+        let slot = match self.find(hash, &key) {
+            Some(slot) => {
+                let previous = self.timing(slot).map(|t| t.expire_at.load(Ordering::Relaxed));
+                let was_expired = previous.is_some_and(|p| p <= now);
+                let (expire_at, hard) = if timed {
+                    time.on_write(&key, &value, now, ttl, previous.filter(|_| !was_expired))
+                } else {
+                    (NEVER, NEVER)
+                };
+                let entry = self.slab[slot as usize].as_mut().unwrap_or_else(|| unreachable!("found in table"));
+                let old = std::mem::replace(&mut entry.value, value);
+                let old_key = std::mem::replace(&mut entry.key, key);
+                let cause = if was_expired { RemovalCause::Expired } else { RemovalCause::Replaced };
+                out.push(old_key, old, cause);
+                self.policy.on_update(slot, weight);
+                if timed {
+                    self.stamp(slot, expire_at, hard, now);
+                }
+                outcome.updated = true;
+                slot
+            }
+            None => {
+                let (expire_at, hard) = if timed { time.on_write(&key, &value, now, ttl, None) } else { (NEVER, NEVER) };
+                let slot = self.alloc_slot();
+                self.slab[slot as usize] = Some(Entry { key, value });
+                let Shard { table, slab, .. } = self;
+                table.insert_unique(hash, slot, |&j| {
+                    hasher.hash_one(&slab[j as usize].as_ref().unwrap_or_else(|| unreachable!("occupied")).key)
+                });
+                self.policy.on_insert(slot, hash, weight);
+                if timed {
+                    self.stamp(slot, expire_at, hard, now);
+                }
+                outcome.inserted = true;
+                slot
+            }
+        };
+        self.evict_to_capacity(hasher, Some(slot), out, &mut outcome);
+        outcome
+    }
+
+    /// Removes `key` if present. Returns the value if it was live, and whether an entry
+    /// (live or expired) was taken out.
+    pub(crate) fn remove<Q, S>(&mut self, hasher: &S, hash: u64, key: &Q, now: u64, out: &mut Removed<K, V>) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        S: BuildHasher,
+        V: Clone,
+    {
+        self.drain_reads();
+        let slot = self.find(hash, key)?;
+        let expired = self.is_expired(slot, now);
+        self.policy.on_remove(slot);
+        let e = self.take_slot(hasher, slot);
+        if expired {
+            out.push(e.key, e.value, RemovalCause::Expired);
+            None
+        } else {
+            let v = e.value.clone();
+            out.push(e.key, e.value, RemovalCause::Explicit);
+            Some(v)
+        }
+    }
+
+    /// Removes every entry `pred` selects (expired entries go regardless, as `Expired`).
+    pub(crate) fn retain<S: BuildHasher>(
+        &mut self,
+        hasher: &S,
+        now: u64,
+        mut remove: impl FnMut(&K, &V) -> bool,
+        out: &mut Removed<K, V>,
+    ) -> (u64, u64) {
+        self.drain_reads();
+        let mut doomed = Vec::new();
+        for (i, e) in self.slab.iter().enumerate() {
+            if let Some(e) = e {
+                let slot = i as u32;
+                if self.is_expired(slot, now) {
+                    doomed.push((slot, RemovalCause::Expired));
+                } else if remove(&e.key, &e.value) {
+                    doomed.push((slot, RemovalCause::Explicit));
+                }
+            }
+        }
+        let (mut explicit, mut expired) = (0, 0);
+        for (slot, cause) in doomed {
+            self.policy.on_remove(slot);
+            let e = self.take_slot(hasher, slot);
+            match cause {
+                RemovalCause::Expired => expired += 1,
+                _ => explicit += 1,
+            }
+            out.push(e.key, e.value, cause);
+        }
+        (explicit, expired)
+    }
+
+    /// Empties the shard, handing every entry to `out` as `Explicit` (or `Expired`).
+    pub(crate) fn clear(&mut self, now: u64, out: &mut Removed<K, V>) -> (u64, u64) {
+        self.reads.drain(|_| {});
+        let (mut explicit, mut expired) = (0, 0);
+        for (i, e) in std::mem::take(&mut self.slab).into_iter().enumerate() {
+            if let Some(e) = e {
+                let cause = if self.is_expired(i as u32, now) {
+                    expired += 1;
+                    RemovalCause::Expired
+                } else {
+                    explicit += 1;
+                    RemovalCause::Explicit
+                };
+                out.push(e.key, e.value, cause);
+            }
+        }
+        self.table.clear();
+        self.free.clear();
+        self.timing.clear();
+        self.timed = false;
+        self.wheel.clear();
+        self.policy.clear();
+        (explicit, expired)
+    }
+
+    /// Changes the capacity and evicts down to it.
+    pub(crate) fn set_capacity<S: BuildHasher>(&mut self, hasher: &S, capacity: u64, out: &mut Removed<K, V>) -> u64 {
+        self.capacity = capacity;
+        self.policy.set_capacity(capacity);
+        self.drain_reads();
+        let mut outcome = WriteOutcome::default();
+        self.evict_to_capacity(hasher, None, out, &mut outcome);
+        outcome.evicted
+    }
+
+    /// Runs `f` on the live value of `key` (if any) with exclusive access, for the entry API.
+    pub(crate) fn live_value<Q>(&self, hash: u64, key: &Q, now: u64) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let slot = self.find(hash, key)?;
+        (!self.is_expired(slot, now)).then(|| &self.entry(slot).value)
+    }
+
+    /// Clones up to `limit` live entries starting at slot `from`; returns the next slot to
+    /// look at, or `None` at the end. For weakly consistent iteration.
+    pub(crate) fn snapshot_from(&self, from: usize, limit: usize, now: u64, into: &mut Vec<(K, V)>) -> Option<usize>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let mut i = from;
+        while i < self.slab.len() {
+            if into.len() >= limit {
+                return Some(i);
+            }
+            if let Some(e) = &self.slab[i] {
+                if !self.is_expired(i as u32, now) {
+                    into.push((e.key.clone(), e.value.clone()));
+                }
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The write generation of the live entry for `key`, for refresh.
+    pub(crate) fn generation<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let slot = self.find(hash, key)?;
+        self.timing(slot).map(|t| t.gen)
+    }
+}

@@ -1,0 +1,179 @@
+use std::sync::{Arc, Mutex};
+use strata_core::{Cache, Compute, Error, PolicyConfig, RemovalCause};
+
+type Events = Arc<Mutex<Vec<(u32, u32, RemovalCause)>>>;
+
+fn recording(capacity: u64) -> (Cache<u32, u32>, Events) {
+    let events: Events = Arc::default();
+    let e = Arc::clone(&events);
+    let cache = Cache::builder()
+        .max_capacity(capacity)
+        .removal_listener(move |k, v, c| e.lock().unwrap().push((k, v, c)))
+        .build()
+        .unwrap();
+    (cache, events)
+}
+
+#[test]
+fn builder_rejects_nonsense_with_clear_errors() {
+    use std::time::Duration;
+    let cases: Vec<(&str, Result<Cache<u32, u32>, Error>)> = vec![
+        ("nothing", Cache::builder().build()),
+        ("zero capacity", Cache::builder().max_capacity(0).build()),
+        ("zero ttl", Cache::builder().max_capacity(1).time_to_live(Duration::ZERO).build()),
+        ("zero tti", Cache::builder().max_capacity(1).time_to_idle(Duration::ZERO).build()),
+        ("both bounds", Cache::builder().max_capacity(1).max_weight(1).weigher(|_, _| 1).build()),
+        ("weight w/o weigher", Cache::builder().max_weight(10).build()),
+        ("weigher w/o weight", Cache::builder().max_capacity(10).weigher(|_, _| 1).build()),
+        ("bad shards", Cache::builder().max_capacity(10).shards(3).build()),
+        ("zero shards", Cache::builder().max_capacity(10).shards(0).build()),
+    ];
+    for (what, result) in cases {
+        let err = result.expect_err(what);
+        assert!(!err.to_string().is_empty(), "{what}: {err}");
+    }
+    assert_eq!(Cache::<u32, u32>::builder().max_capacity(0).build().unwrap_err(), Error::ZeroCapacity);
+}
+
+#[test]
+fn absurd_capacities_build_and_work() {
+    for cap in [1, u64::MAX, u64::MAX / 3] {
+        let cache: Cache<u32, u32> = Cache::builder().max_capacity(cap).build().unwrap();
+        cache.insert(1, 2);
+        assert_eq!(cache.get(&1), Some(2), "capacity {cap}");
+    }
+}
+
+#[test]
+fn basic_operations_agree_with_their_documentation() {
+    let (cache, events) = recording(100);
+    assert_eq!(cache.get(&1), None);
+    cache.insert(1, 10);
+    assert_eq!(cache.get(&1), Some(10));
+    assert_eq!(cache.peek(&1), Some(10));
+    assert!(cache.contains_key(&1));
+    cache.insert(1, 11);
+    assert_eq!(cache.get(&1), Some(11));
+    assert_eq!(cache.remove(&1), Some(11));
+    assert_eq!(cache.remove(&1), None);
+    assert!(!cache.contains_key(&1));
+    assert_eq!(*events.lock().unwrap(), vec![(1, 10, RemovalCause::Replaced), (1, 11, RemovalCause::Explicit)]);
+
+    for k in 0..10 {
+        cache.insert(k, k);
+    }
+    assert_eq!(cache.entry_count(), 10);
+    assert_eq!(cache.invalidate_if(|k, _| k % 2 == 0), 5);
+    let mut keys: Vec<u32> = cache.iter().map(|(k, _)| k).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec![1, 3, 5, 7, 9]);
+    cache.invalidate_all();
+    assert_eq!(cache.entry_count(), 0);
+    assert_eq!(cache.iter().count(), 0);
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses, s.inserts, s.updates, s.removals), (2, 1, 11, 1, 11), "{s:?}");
+}
+
+#[test]
+fn capacity_is_a_hard_bound_for_every_policy_and_listener_sees_size_evictions() {
+    for policy in [PolicyConfig::default(), PolicyConfig::Lru] {
+        let events: Events = Arc::default();
+        let e = Arc::clone(&events);
+        let cache: Cache<u32, u32> = Cache::builder()
+            .max_capacity(50)
+            .eviction_policy(policy.clone())
+            .removal_listener(move |k, v, c| e.lock().unwrap().push((k, v, c)))
+            .build()
+            .unwrap();
+        for k in 0..1000 {
+            cache.insert(k, k);
+            assert!(cache.entry_count() <= 50, "{policy:?}: {} entries", cache.entry_count());
+        }
+        let evicted = events.lock().unwrap().iter().filter(|(_, _, c)| *c == RemovalCause::Size).count();
+        assert_eq!(evicted as u64 + cache.entry_count(), 1000, "{policy:?}: every key is held or was evicted");
+    }
+}
+
+#[test]
+fn weighted_capacity_and_oversized_entries() {
+    let events: Arc<Mutex<Vec<(String, RemovalCause)>>> = Arc::default();
+    let e = Arc::clone(&events);
+    let cache: Cache<String, Vec<u8>> = Cache::builder()
+        .max_weight(1000)
+        .shards(1)
+        .weigher(|_, v: &Vec<u8>| v.len() as u32)
+        .removal_listener(move |k, _, c| e.lock().unwrap().push((k, c)))
+        .build()
+        .unwrap();
+    cache.insert("small".into(), vec![0; 100]);
+    cache.insert("huge".into(), vec![0; 5000]);
+    assert_eq!(cache.get("huge"), None, "an entry heavier than the cache is not stored");
+    assert_eq!(cache.get("small").map(|v| v.len()), Some(100));
+    // Replacing a value with an oversized one must not leave the stale value behind.
+    cache.insert("small".into(), vec![0; 5000]);
+    assert_eq!(cache.get("small"), None);
+    for i in 0..50 {
+        cache.insert(format!("k{i}"), vec![0; 90]);
+        assert!(cache.weighted_size() <= 1000);
+    }
+    let ev = events.lock().unwrap();
+    assert!(ev.contains(&("huge".to_string(), RemovalCause::Size)));
+    assert!(ev.iter().filter(|(_, c)| *c == RemovalCause::Size).count() > 30);
+}
+
+#[test]
+fn set_capacity_shrinks_at_once() {
+    let (cache, events) = recording(1000);
+    for k in 0..1000 {
+        cache.insert(k, k);
+    }
+    cache.set_capacity(10).unwrap();
+    assert!(cache.entry_count() <= 10);
+    assert_eq!(cache.capacity(), 10);
+    assert!(events.lock().unwrap().len() >= 990);
+    assert_eq!(cache.set_capacity(0), Err(Error::ZeroCapacity));
+}
+
+#[test]
+fn entry_api_is_atomic_per_key() {
+    let cache: Cache<u32, u64> = Cache::builder().max_capacity(100).build().unwrap();
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..1000 {
+                    cache.entry(1).and_compute(|v| Compute::Put(v.copied().unwrap_or(0) + 1));
+                    cache.entry(2).or_insert_with(|| {
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        7
+                    });
+                }
+            });
+        }
+    });
+    assert_eq!(cache.get(&1), Some(2000), "no lost update");
+    assert_eq!(calls.into_inner(), 1, "or_insert_with ran once");
+    assert_eq!(cache.entry(1).and_compute(|_| Compute::Remove), None);
+    assert_eq!(cache.get(&1), None);
+    assert_eq!(cache.entry(2).and_compute(|_| Compute::Keep), Some(7));
+}
+
+#[test]
+fn borrowed_lookups_work_with_string_keys() {
+    let cache: Cache<String, u32> = Cache::builder().max_capacity(10).build().unwrap();
+    cache.insert("a".to_string(), 1);
+    assert_eq!(cache.get("a"), Some(1));
+    assert!(cache.contains_key("a"));
+    assert_eq!(cache.remove("a"), Some(1));
+}
+
+#[test]
+fn stats_can_be_turned_off() {
+    let cache: Cache<u32, u32> = Cache::builder().max_capacity(10).record_stats(false).build().unwrap();
+    cache.insert(1, 1);
+    cache.get(&1);
+    cache.get(&2);
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses, s.inserts), (0, 0, 0));
+    assert_eq!(s.entry_count, 1);
+}

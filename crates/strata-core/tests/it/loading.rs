@@ -1,0 +1,190 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use strata_core::{Cache, ManualClock};
+
+fn cache() -> Cache<u32, String> {
+    Cache::builder().max_capacity(1000).build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_run_the_loader_once() {
+    let cache = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_with(1, async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    "one".to_string()
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "one");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats().loads_ok, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_reach_every_waiter_and_are_not_cached() {
+    let cache = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+        tasks.push(tokio::spawn(async move {
+            cache
+                .try_get_with(1, async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err::<String, _>("db down")
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(*t.await.unwrap().unwrap_err(), "db down");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(!cache.contains_key(&1));
+    let v = cache.try_get_with(1, async { Ok::<_, &str>("back".to_string()) }).await.unwrap();
+    assert_eq!(v, "back", "the next call loads again");
+    assert_eq!(cache.stats().loads_failed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_loader_does_not_wedge_the_key() {
+    let cache = cache();
+    let leader = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.get_with(1, std::future::pending::<String>()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let follower = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.get_with(1, async { "second".to_string() }).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    leader.abort();
+    let v = tokio::time::timeout(Duration::from_secs(5), follower).await.expect("follower finished").unwrap();
+    assert_eq!(v, "second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_loader_does_not_wedge_the_key() {
+    let cache = cache();
+    let c = cache.clone();
+    let panicked = tokio::spawn(async move {
+        c.get_with(1, async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            panic!("loader bug");
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let c = cache.clone();
+    let follower = tokio::spawn(async move { c.get_with(1, async { "ok".to_string() }).await });
+    assert!(panicked.await.is_err());
+    let v = tokio::time::timeout(Duration::from_secs(5), follower).await.expect("no wedge").unwrap();
+    assert_eq!(v, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_loading_calls_the_loader_once_for_all_missing_keys() {
+    let cache: Cache<u32, u32> = Cache::builder().max_capacity(1000).build().unwrap();
+    cache.insert(1, 10);
+    let calls = AtomicUsize::new(0);
+    let got = cache
+        .get_all_with(vec![1, 2, 3, 4, 2], |missing| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert_eq!(missing, vec![2, 3, 4]);
+                // The loader may skip keys it does not find.
+                missing.into_iter().filter(|k| *k != 4).map(|k| (k, k * 10)).collect()
+            }
+        })
+        .await;
+    assert_eq!(calls.into_inner(), 1);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[&2], 20);
+    assert!(!got.contains_key(&4));
+    assert_eq!(cache.get(&3), Some(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_after_write_serves_the_old_value_and_reloads_once() {
+    let clock = Arc::new(ManualClock::new());
+    let reloads = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&reloads);
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(10)
+        .clock(clock.clone())
+        .refresh_after_write(Duration::from_secs(10), move |k| {
+            let r = Arc::clone(&r);
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                r.fetch_add(1, Ordering::SeqCst);
+                Some(k + 100)
+            }
+        })
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    assert_eq!(cache.get(&1), Some(1));
+    clock.advance(Duration::from_secs(11));
+    for _ in 0..20 {
+        assert_eq!(cache.get(&1), Some(1), "stale reads return at once with the old value");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cache.get(&1) != Some(101) {
+        assert!(std::time::Instant::now() < deadline, "refresh never landed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(reloads.load(Ordering::SeqCst), 1, "many stale reads, one reload");
+    assert_eq!(cache.stats().refreshes, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_during_a_refresh_wins() {
+    let clock = Arc::new(ManualClock::new());
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(10)
+        .clock(clock.clone())
+        .refresh_after_write(Duration::from_secs(1), |_| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some(999)
+        })
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(cache.get(&1), Some(1)); // starts the reload
+    cache.insert(1, 2); // a newer write while it runs
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cache.get(&1), Some(2));
+}
+
+#[test]
+fn refresh_works_without_a_runtime() {
+    let clock = Arc::new(ManualClock::new());
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(10)
+        .clock(clock.clone())
+        .refresh_after_write(Duration::from_secs(1), |k| async move { Some(k + 1) })
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(cache.get(&1), Some(1));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cache.get(&1) != Some(2) {
+        assert!(std::time::Instant::now() < deadline, "refresh never landed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
