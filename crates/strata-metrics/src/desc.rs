@@ -147,7 +147,8 @@ impl MetricDesc {
     }
 
     fn validate_bounds(&self) -> Result<()> {
-        let bad = |reason: &'static str| Error::InvalidBounds { metric: self.name.to_owned(), reason };
+        let bad =
+            |reason: &'static str| Error::InvalidBounds { metric: self.name.to_owned(), reason };
         if self.kind != MetricKind::Histogram {
             return if self.bounds.is_empty() {
                 Ok(())
@@ -193,18 +194,25 @@ mod tests {
         for (d, ok) in cases {
             assert_eq!(d.validate().is_ok(), ok, "{d:?}");
         }
-        let labels = |labels: &'static [&'static str]| MetricDesc { labels, ..desc("h_seconds", Histogram, Unit::Seconds) };
+        let labels = |labels: &'static [&'static str]| MetricDesc {
+            labels,
+            ..desc("h_seconds", Histogram, Unit::Seconds)
+        };
         assert!(labels(&["cache", "op"]).validate().is_ok());
         assert!(labels(&["le"]).validate().is_err());
         assert!(labels(&["a", "a"]).validate().is_err());
         assert!(labels(&["__reserved"]).validate().is_err());
         assert!(labels(&["bad-name"]).validate().is_err());
-        let bounds = |bounds: &'static [f64]| MetricDesc { bounds, ..desc("h_seconds", Histogram, Unit::Seconds) };
+        let bounds = |bounds: &'static [f64]| MetricDesc {
+            bounds,
+            ..desc("h_seconds", Histogram, Unit::Seconds)
+        };
         assert!(bounds(&[0.1, 1.0]).validate().is_ok());
         assert!(bounds(&[1.0, 1.0]).validate().is_err());
         assert!(bounds(&[f64::INFINITY]).validate().is_err());
         assert!(bounds(&[-1.0]).validate().is_err());
-        let counter_with_bounds = MetricDesc { bounds: &[1.0], ..desc("c_total", Counter, Unit::None) };
+        let counter_with_bounds =
+            MetricDesc { bounds: &[1.0], ..desc("c_total", Counter, Unit::None) };
         assert!(counter_with_bounds.validate().is_err());
     }
 }

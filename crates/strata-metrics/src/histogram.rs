@@ -308,8 +308,12 @@ impl HistogramSnapshot {
                 theirs: earlier.precision,
             });
         }
-        let counts: Vec<u64> =
-            self.counts.iter().zip(earlier.counts.iter()).map(|(a, b)| a.saturating_sub(*b)).collect();
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .zip(earlier.counts.iter())
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
         let count = counts.iter().fold(0u64, |a, &n| a.wrapping_add(n));
         Ok(HistogramSnapshot {
             precision: self.precision,

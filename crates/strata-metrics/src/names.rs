@@ -52,8 +52,28 @@ pub mod op {
 /// Exposition bounds, in seconds, for operations from a microsecond to ten seconds (lookups,
 /// loads, tier calls, fsyncs): the 1-2.5-5 series.
 pub const LATENCY_BOUNDS_SECONDS: &[f64] = &[
-    0.000_001, 0.000_002_5, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5,
-    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 ];
 
 /// Exposition bounds, in seconds, for rare long operations (checkpoints, recovery): a
@@ -66,11 +86,19 @@ const TIER_LABELS: &[&str] = &[labels::TIER];
 const TIER_OP_LABELS: &[&str] = &[labels::TIER, labels::OP];
 const WAL_LABELS: &[&str] = &[labels::WAL];
 
-const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> MetricDesc {
+const fn counter(
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+) -> MetricDesc {
     MetricDesc { name, help, kind: MetricKind::Counter, unit: Unit::None, labels, bounds: &[] }
 }
 
-const fn gauge(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> MetricDesc {
+const fn gauge(
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+) -> MetricDesc {
     MetricDesc { name, help, kind: MetricKind::Gauge, unit: Unit::None, labels, bounds: &[] }
 }
 
@@ -92,8 +120,11 @@ pub const CACHE_HITS: MetricDesc =
 pub const CACHE_MISSES: MetricDesc =
     counter("strata_cache_misses_total", "Lookups that found no live entry.", CACHE_LABELS);
 /// Entries inserted under a key that had none.
-pub const CACHE_INSERTS: MetricDesc =
-    counter("strata_cache_inserts_total", "Entries inserted under a key that had no live entry.", CACHE_LABELS);
+pub const CACHE_INSERTS: MetricDesc = counter(
+    "strata_cache_inserts_total",
+    "Entries inserted under a key that had no live entry.",
+    CACHE_LABELS,
+);
 /// Entries whose value was replaced.
 pub const CACHE_UPDATES: MetricDesc =
     counter("strata_cache_updates_total", "Live entries whose value was replaced.", CACHE_LABELS);
@@ -153,7 +184,11 @@ pub const WAL_APPENDS: MetricDesc =
 /// Bytes appended, framing included.
 pub const WAL_APPENDED_BYTES: MetricDesc = MetricDesc {
     unit: Unit::Bytes,
-    ..counter("strata_wal_appended_bytes_total", "Bytes appended to the log, framing included.", WAL_LABELS)
+    ..counter(
+        "strata_wal_appended_bytes_total",
+        "Bytes appended to the log, framing included.",
+        WAL_LABELS,
+    )
 };
 /// fsync (or fdatasync) latency; its `_count` is the number of syncs.
 pub const WAL_FSYNC_DURATION: MetricDesc = seconds(
@@ -177,11 +212,8 @@ pub const WAL_RECOVERY_DURATION: MetricDesc = seconds(
     LONG_BOUNDS_SECONDS,
 );
 /// Records replayed by recovery.
-pub const WAL_RECOVERED_RECORDS: MetricDesc = counter(
-    "strata_wal_recovered_records_total",
-    "Records replayed by recovery.",
-    WAL_LABELS,
-);
+pub const WAL_RECOVERED_RECORDS: MetricDesc =
+    counter("strata_wal_recovered_records_total", "Records replayed by recovery.", WAL_LABELS);
 /// Corrupt records skipped by recovery.
 pub const WAL_RECOVERY_SKIPPED_RECORDS: MetricDesc = counter(
     "strata_wal_recovery_skipped_records_total",

@@ -88,8 +88,9 @@ impl Registry {
 
     /// The gauge of family `desc` with these labels, created at zero on first use.
     pub fn gauge(&self, desc: &MetricDesc, labels: &[(&str, &str)]) -> Result<Arc<Gauge>> {
-        let metric = self
-            .get_or_insert(desc, MetricKind::Gauge, labels, || Metric::Gauge(Arc::new(Gauge::new())))?;
+        let metric = self.get_or_insert(desc, MetricKind::Gauge, labels, || {
+            Metric::Gauge(Arc::new(Gauge::new()))
+        })?;
         match metric {
             Metric::Gauge(g) => Ok(g),
             // The series exists as a gauge function: a second owner cannot also set it.
@@ -107,7 +108,9 @@ impl Registry {
         let mut families = self.families.write().unwrap_or_else(PoisonError::into_inner);
         let family = entry(&mut families, desc)?;
         match family.series.iter_mut().find(|s| s.values == values) {
-            Some(Series { metric: metric @ Metric::GaugeFn(_), .. }) => *metric = Metric::GaugeFn(f),
+            Some(Series { metric: metric @ Metric::GaugeFn(_), .. }) => {
+                *metric = Metric::GaugeFn(f)
+            }
             Some(_) => return Err(conflict(desc)),
             None => family.series.push(Series { values, metric: Metric::GaugeFn(f) }),
         }
@@ -130,8 +133,9 @@ impl Registry {
         // Build outside the lock: it allocates, and a bad precision is reported before any
         // state changes.
         let fresh = Histogram::with_precision(precision)?;
-        let metric =
-            self.get_or_insert(desc, MetricKind::Histogram, labels, || Metric::Histogram(Arc::new(fresh)))?;
+        let metric = self.get_or_insert(desc, MetricKind::Histogram, labels, || {
+            Metric::Histogram(Arc::new(fresh))
+        })?;
         match metric {
             Metric::Histogram(h) => Ok(h),
             _ => Err(conflict(desc)),
@@ -257,7 +261,8 @@ fn entry<'a>(
     families: &'a mut BTreeMap<&'static str, Family>,
     desc: &MetricDesc,
 ) -> Result<&'a mut Family> {
-    let family = families.entry(desc.name).or_insert_with(|| Family { desc: *desc, series: Vec::new() });
+    let family =
+        families.entry(desc.name).or_insert_with(|| Family { desc: *desc, series: Vec::new() });
     if family.desc == *desc {
         Ok(family)
     } else {
@@ -409,7 +414,10 @@ mod tests {
         assert_eq!(err(r.counter(&names::CACHE_HITS, &[])), invalid);
         assert_eq!(err(r.counter(&names::CACHE_HITS, &[("tier", "x")])), invalid);
         assert_eq!(err(r.counter(&names::CACHE_HITS, &[("cache", "x"), ("cache", "y")])), invalid);
-        assert!(matches!(r.counter(&names::CACHE_ENTRIES, &[("cache", "x")]), Err(Error::WrongKind { .. })));
+        assert!(matches!(
+            r.counter(&names::CACHE_ENTRIES, &[("cache", "x")]),
+            Err(Error::WrongKind { .. })
+        ));
         let clash = MetricDesc { help: "another meaning", ..names::CACHE_HITS };
         r.counter(&names::CACHE_HITS, &[("cache", "x")]).unwrap();
         assert!(matches!(r.counter(&clash, &[("cache", "x")]), Err(Error::Conflict { .. })));

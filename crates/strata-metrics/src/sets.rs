@@ -61,8 +61,13 @@ impl CacheMetrics {
     pub fn register(registry: &Registry, name: &str) -> Result<Self> {
         let l = [(labels::CACHE, name)];
         let c = |d| registry.counter(d, &l);
-        let evict = |why| registry.counter(&names::CACHE_EVICTIONS, &[(labels::CACHE, name), (labels::CAUSE, why)]);
-        let load = |r| registry.counter(&names::CACHE_LOADS, &[(labels::CACHE, name), (labels::RESULT, r)]);
+        let evict = |why| {
+            registry
+                .counter(&names::CACHE_EVICTIONS, &[(labels::CACHE, name), (labels::CAUSE, why)])
+        };
+        let load = |r| {
+            registry.counter(&names::CACHE_LOADS, &[(labels::CACHE, name), (labels::RESULT, r)])
+        };
         Ok(Self {
             hits: c(&names::CACHE_HITS)?,
             misses: c(&names::CACHE_MISSES)?,
@@ -351,7 +356,10 @@ mod tests {
         wal.record_append(100);
         wal.record_append(28);
         let snap = r.snapshot();
-        assert_eq!(snap.counter_sum("strata_tier_timeouts_total", &[("tier", "redis"), ("op", "get")]), 1);
+        assert_eq!(
+            snap.counter_sum("strata_tier_timeouts_total", &[("tier", "redis"), ("op", "get")]),
+            1
+        );
         assert_eq!(snap.counter_sum("strata_tier_errors_total", &[("tier", "disk")]), 2);
         assert_eq!(snap.gauge("strata_tier_circuit_breaker_state", &[("tier", "redis")]), Some(2));
         assert_eq!(snap.counter_sum("strata_wal_appended_bytes_total", &[]), 128);

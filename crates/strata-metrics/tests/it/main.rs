@@ -2,6 +2,8 @@
 
 mod catalogue;
 mod concurrency;
+#[cfg(feature = "metrics-facade")]
+mod facade;
 mod histogram;
 mod prometheus;
 mod recorder;
