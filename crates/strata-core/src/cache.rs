@@ -262,11 +262,13 @@ where
         out: &mut Removed<K, V>,
     ) -> WriteOutcome {
         let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
-        let now = self.now();
+        // Reading the clock costs as much as the rest of a small write; skip it when no
+        // entry of this shard has, or is about to get, a deadline.
+        let now = if ttl.is_some() || shard.is_timed() || self.inner.time.writes_need_time() { self.now() } else { 0 };
         if u64::from(weight) > shard.capacity() {
             // It cannot fit even alone: drop the stale value for the key, refuse the new one.
             shard.remove(&self.inner.hasher, hash, &key, now, out);
-            out.items.push((key, value, RemovalCause::Size));
+            out.push(key, value, RemovalCause::Size);
             let outcome = WriteOutcome { rejected: true, evicted: 1, ..WriteOutcome::default() };
             self.count(|s| {
                 s.rejections.incr();
@@ -306,7 +308,7 @@ where
         let now = self.now();
         let v = self.shard(hash).write().remove(&self.inner.hasher, hash, key, now, &mut out);
         self.count(|s| {
-            for (_, _, c) in &out.items {
+            for c in out.causes() {
                 match c {
                     RemovalCause::Expired => s.expirations.incr(),
                     _ => s.removals.incr(),
@@ -442,7 +444,7 @@ where
     /// Hands removed entries to the listener, outside every lock.
     pub(crate) fn finish(&self, out: Removed<K, V>) {
         if let Some(listener) = &self.inner.listener {
-            for (k, v, cause) in out.items {
+            for (k, v, cause) in out.into_iter() {
                 listener(k, v, cause);
             }
         }
@@ -527,7 +529,7 @@ where
             }
             Compute::Remove => {
                 guard.remove(&cache.inner.hasher, hash, &self.key, now, &mut out);
-                cache.count(|s| s.removals.add(out.items.len() as u64));
+                cache.count(|s| s.removals.add(out.len() as u64));
                 None
             }
         };

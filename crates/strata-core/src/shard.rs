@@ -111,17 +111,37 @@ impl<K: 'static, V: 'static> TimeSettings<K, V> {
 }
 
 /// Entries taken out under the lock, handed to the listener (or dropped) after unlocking.
+///
+/// Almost every write removes at most one entry (the one it replaces or one victim), so the
+/// first is kept inline: the common write allocates nothing here.
 pub(crate) struct Removed<K, V> {
-    pub(crate) items: Vec<(K, V, RemovalCause)>,
+    first: Option<(K, V, RemovalCause)>,
+    rest: Vec<(K, V, RemovalCause)>,
 }
 
 impl<K, V> Removed<K, V> {
     pub(crate) fn new() -> Self {
-        Removed { items: Vec::new() }
+        Removed { first: None, rest: Vec::new() }
     }
 
-    fn push(&mut self, key: K, value: V, cause: RemovalCause) {
-        self.items.push((key, value, cause));
+    pub(crate) fn push(&mut self, key: K, value: V, cause: RemovalCause) {
+        if self.first.is_none() {
+            self.first = Some((key, value, cause));
+        } else {
+            self.rest.push((key, value, cause));
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    pub(crate) fn causes(&self) -> impl Iterator<Item = RemovalCause> + '_ {
+        self.first.iter().chain(self.rest.iter()).map(|(_, _, c)| *c)
+    }
+
+    pub(crate) fn into_iter(self) -> impl Iterator<Item = (K, V, RemovalCause)> {
+        self.first.into_iter().chain(self.rest)
     }
 }
 
@@ -203,6 +223,12 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
 
     pub(crate) fn len(&self) -> usize {
         self.table.len()
+    }
+
+    /// Whether entries here carry deadlines (then writes and reads need the time).
+    #[inline]
+    pub(crate) fn is_timed(&self) -> bool {
+        self.timed
     }
 
     pub(crate) fn weighted_size(&self) -> u64 {
