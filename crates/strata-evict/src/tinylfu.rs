@@ -88,7 +88,7 @@ impl Climber {
 /// W-TinyLFU with an optionally adaptive window.
 ///
 /// Per slot: one 20-byte node (links, hash tag, weight, region byte); per expected entry,
-/// about 4.1 bytes of frequency sketch (see the sketch's module documentation).
+/// about 5 bytes of frequency sketch (see the sketch's module documentation).
 #[derive(Debug)]
 pub struct TinyLfu {
     nodes: Nodes,
@@ -144,7 +144,8 @@ impl TinyLfu {
         if window_fraction > 0.0 && capacity > 0 {
             self.window_max = self.window_max.max(1);
         }
-        self.protected_max = (capacity - self.window_max) * PROTECTED_PERCENT / 100;
+        // In u128: a capacity near u64::MAX must not overflow.
+        self.protected_max = (u128::from(capacity - self.window_max) * u128::from(PROTECTED_PERCENT) / 100) as u64;
     }
 
     fn main_max(&self) -> u64 {
