@@ -132,7 +132,7 @@ pub trait Policy: Send + Sync + fmt::Debug {
 /// Per-slot memory (beyond the owner's own map): LRU 20 bytes; FIFO, SIEVE, S3-FIFO and
 /// W-TinyLFU 20 bytes (two links, a 32-bit hash tag, the weight, one metadata byte, padded);
 /// S3-FIFO adds a ghost queue of up to one fingerprint per resident entry (about 13 bytes
-/// each); W-TinyLFU adds its frequency sketch, about 4.1 bytes per expected entry.
+/// each); W-TinyLFU adds its frequency sketch, about 5 bytes per expected entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PolicyConfig {
@@ -175,7 +175,9 @@ impl PolicyConfig {
             PolicyConfig::Fifo => Box::new(Fifo::new(capacity)),
             PolicyConfig::Lru => Box::new(Lru::new(capacity)),
             PolicyConfig::Sieve => Box::new(Sieve::new(capacity)),
-            PolicyConfig::S3Fifo { small_percent } => Box::new(S3Fifo::new(capacity, small_percent)),
+            PolicyConfig::S3Fifo { small_percent } => {
+                Box::new(S3Fifo::new(capacity, small_percent))
+            }
             PolicyConfig::TinyLfu { window_percent, adaptive } => {
                 Box::new(TinyLfu::new(capacity, window_percent, adaptive, seed))
             }

@@ -145,7 +145,8 @@ impl TinyLfu {
             self.window_max = self.window_max.max(1);
         }
         // In u128: a capacity near u64::MAX must not overflow.
-        self.protected_max = (u128::from(capacity - self.window_max) * u128::from(PROTECTED_PERCENT) / 100) as u64;
+        self.protected_max =
+            (u128::from(capacity - self.window_max) * u128::from(PROTECTED_PERCENT) / 100) as u64;
     }
 
     fn main_max(&self) -> u64 {
@@ -391,8 +392,11 @@ impl Policy for TinyLfu {
                 });
             }
         }
-        let slot =
-            self.probation.front().or_else(|| self.protected.front()).or_else(|| self.window.front())?;
+        let slot = self
+            .probation
+            .front()
+            .or_else(|| self.protected.front())
+            .or_else(|| self.window.front())?;
         self.forget(slot);
         Some(slot)
     }

@@ -1,0 +1,5 @@
+//! Integration tests of strata-evict: every policy against the `Policy` contract, and OPT
+//! against brute force.
+
+mod conformance;
+mod opt;
