@@ -1,0 +1,553 @@
+//! The log: builder, appends, group commit, the interval flusher, close.
+//!
+//! Locks and their invariants:
+//!
+//! - `Shared::log` (the log lock) serializes appends, rotations and checkpoint starts. It
+//!   guards the active segment, `next_seq` (every record below it has been handed to the OS,
+//!   in sequence order) and the list of live segments.
+//! - `Shared::durable` guards `durable_seq` (every record up to it is fsynced), whether a
+//!   group-commit leader is syncing, and the poison flag. Lock order: the log lock may be held
+//!   while taking `durable`, never the reverse.
+//! - Every segment except the active one is fsynced before the log moves past it, so syncing
+//!   the active segment makes every record written so far durable.
+
+use crate::error::{Error, Result};
+use crate::format::{self, FileKind, RecordType, FRAME_OVERHEAD, HEADER_LEN, MAX_PAYLOAD_LIMIT};
+use crate::fs::{FileSystem, LockGuard, StdFs, WalFile};
+use crate::recover::{self, Manifest, RecoveryReport, Replay};
+use crate::{RecoveryMode, SyncPolicy};
+use parking_lot::{Condvar, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Default segment size: 64 MiB.
+const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+/// Default maximum payload: 1 MiB.
+const DEFAULT_MAX_RECORD: usize = 1 << 20;
+
+/// Configures and opens a [`Wal`]; created by [`Wal::builder`].
+#[derive(Debug, Clone)]
+pub struct WalBuilder {
+    dir: PathBuf,
+    sync_policy: SyncPolicy,
+    recovery_mode: RecoveryMode,
+    segment_size: u64,
+    max_record_size: usize,
+    group_commit: bool,
+    fs: Arc<dyn FileSystem>,
+}
+
+impl WalBuilder {
+    /// How appends are made durable (default [`SyncPolicy::Always`]).
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync_policy = policy;
+        self
+    }
+
+    /// What recovery does with damaged records (default [`RecoveryMode::TolerateTornTail`]).
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.recovery_mode = mode;
+        self
+    }
+
+    /// The size at which the active segment is closed and a new one started (default 64 MiB).
+    /// A segment holds at least one record, so it may exceed this by one record.
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// The largest payload accepted by appends, and the most recovery will allocate for one
+    /// record (default 1 MiB). A log must be reopened with a maximum at least as large as the
+    /// one it was written with, or its larger records read as corrupt.
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.max_record_size = bytes;
+        self
+    }
+
+    /// Whether concurrent appenders under [`SyncPolicy::Always`] share fsyncs (default `true`).
+    /// Turning it off makes every append fsync on its own while holding the log lock; it exists
+    /// as the baseline the benchmarks compare group commit with.
+    pub fn group_commit(mut self, on: bool) -> Self {
+        self.group_commit = on;
+        self
+    }
+
+    /// The file system to use (default [`StdFs`]); tests pass a
+    /// [`FaultFs`](crate::fault::FaultFs).
+    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |s: String| Err(Error::InvalidConfig(s));
+        if self.max_record_size == 0 {
+            return bad("max_record_size must be at least 1 byte".into());
+        }
+        if self.max_record_size > MAX_PAYLOAD_LIMIT {
+            return bad(format!("max_record_size is above the format's limit of {MAX_PAYLOAD_LIMIT}"));
+        }
+        if self.segment_size < (HEADER_LEN + FRAME_OVERHEAD) as u64 {
+            return bad(format!(
+                "segment_size {} cannot hold a header and one frame ({} bytes)",
+                self.segment_size,
+                HEADER_LEN + FRAME_OVERHEAD
+            ));
+        }
+        if let SyncPolicy::Interval(d) = self.sync_policy {
+            if d.is_zero() {
+                return bad("SyncPolicy::Interval needs a non-zero interval; use Always".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Locks the directory (creating it if needed), recovers the log in it, and starts a new
+    /// active segment.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for nonsense settings or a path that is not a directory;
+    /// [`Error::Locked`] if another writer holds the directory; [`Error::Corruption`] or
+    /// [`Error::UnsupportedVersion`] as the recovery mode decides; [`Error::Io`].
+    pub fn open(self) -> Result<Wal> {
+        self.validate()?;
+        let fs = Arc::clone(&self.fs);
+        let dir = self.dir.clone();
+        fs.create_dir_all(&dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput || e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::InvalidConfig(format!("{} is not a directory", dir.display()))
+            } else {
+                Error::io("create directory", &dir, e)
+            }
+        })?;
+        let lock = fs.lock_dir(&dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked { dir: dir.clone() }
+            } else {
+                Error::io("lock directory", &dir, e)
+            }
+        })?;
+        let rec = recover::recover(&*fs, &dir, self.recovery_mode, self.max_record_size)?;
+        let last_seq = rec.report.last_seq;
+        let id = rec.next_segment;
+        let active = create_segment(&*fs, &dir, id)?;
+        let mut segments = rec.segments;
+        segments.push(id);
+        let shared = Arc::new(Shared {
+            fs,
+            dir,
+            policy: self.sync_policy,
+            mode: self.recovery_mode,
+            segment_size: self.segment_size,
+            max_record: self.max_record_size,
+            group_commit: self.group_commit,
+            log: Mutex::new(LogState {
+                active: Arc::from(active),
+                active_id: id,
+                active_len: HEADER_LEN as u64,
+                next_seq: last_seq + 1,
+                segments,
+                manifest: rec.manifest,
+                buf: Vec::new(),
+                closed: false,
+                failed: false,
+            }),
+            durable: Mutex::new(DurableState { durable_seq: last_seq, leader: false, failed: false }),
+            durable_cv: Condvar::new(),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            checkpointing: AtomicBool::new(false),
+            _lock: lock,
+        });
+        let flusher = match self.sync_policy {
+            SyncPolicy::Interval(every) => {
+                let s = Arc::clone(&shared);
+                let handle = std::thread::Builder::new()
+                    .name("strata-wal-flush".into())
+                    .spawn(move || flusher(&s, every))
+                    .map_err(|e| Error::io("spawn flusher thread", &shared.dir, e))?;
+                Some(handle)
+            }
+            _ => None,
+        };
+        Ok(Wal { shared, flusher: Mutex::new(flusher), report: rec.report })
+    }
+}
+
+/// Creates segment `id`: header written and fsynced under a temporary name, then renamed and
+/// the directory fsynced, so a segment file never exists with a torn header.
+fn create_segment(fs: &dyn FileSystem, dir: &Path, id: u64) -> Result<Box<dyn WalFile>> {
+    let name = recover::segment_name(id);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let file = fs.create(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
+    file.append(&format::encode_header(FileKind::Segment, id))
+        .map_err(|e| Error::io("write segment header", &tmp, e))?;
+    file.sync().map_err(|e| Error::io("fsync segment", &tmp, e))?;
+    fs.rename(&tmp, &path).map_err(|e| Error::io("rename segment", &path, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+    Ok(file)
+}
+
+pub(crate) struct Shared {
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) dir: PathBuf,
+    policy: SyncPolicy,
+    mode: RecoveryMode,
+    segment_size: u64,
+    pub(crate) max_record: usize,
+    group_commit: bool,
+    pub(crate) log: Mutex<LogState>,
+    durable: Mutex<DurableState>,
+    durable_cv: Condvar,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+    pub(crate) checkpointing: AtomicBool,
+    _lock: LockGuard,
+}
+
+pub(crate) struct LogState {
+    active: Arc<dyn WalFile>,
+    pub(crate) active_id: u64,
+    pub(crate) active_len: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) segments: Vec<u64>,
+    pub(crate) manifest: Option<Manifest>,
+    buf: Vec<u8>,
+    closed: bool,
+    failed: bool,
+}
+
+struct DurableState {
+    durable_seq: u64,
+    leader: bool,
+    failed: bool,
+}
+
+impl Shared {
+    /// Marks the log poisoned after a failed write or fsync: the disk's state is unknown, so no
+    /// later append may be acknowledged.
+    fn poison(&self, log: &mut LogState) {
+        log.failed = true;
+        self.durable.lock().failed = true;
+        self.durable_cv.notify_all();
+    }
+
+    fn check_open(log: &LogState) -> Result<()> {
+        if log.failed {
+            return Err(Error::Poisoned);
+        }
+        if log.closed {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment (fsynced, so the invariant holds) and starts the next one.
+    pub(crate) fn rotate(&self, log: &mut LogState) -> Result<()> {
+        let old = self.dir.join(recover::segment_name(log.active_id));
+        if let Err(e) = log.active.sync() {
+            self.poison(log);
+            return Err(Error::io("fsync segment", &old, e));
+        }
+        let written = log.next_seq - 1;
+        {
+            let mut d = self.durable.lock();
+            d.durable_seq = d.durable_seq.max(written);
+        }
+        self.durable_cv.notify_all();
+        let id = log.active_id + 1;
+        let file = match create_segment(&*self.fs, &self.dir, id) {
+            Ok(f) => f,
+            Err(e) => {
+                self.poison(log);
+                return Err(e);
+            }
+        };
+        log.active = Arc::from(file);
+        log.active_id = id;
+        log.active_len = HEADER_LEN as u64;
+        log.segments.push(id);
+        Ok(())
+    }
+
+    /// Appends one frame; returns its sequence number once the policy is satisfied.
+    pub(crate) fn append(&self, payload: &[u8]) -> Result<u64> {
+        if payload.len() > self.max_record {
+            return Err(Error::TooLarge { size: payload.len(), max: self.max_record });
+        }
+        let seq = {
+            let mut log = self.log.lock();
+            Self::check_open(&log)?;
+            let frame_len = (FRAME_OVERHEAD + payload.len()) as u64;
+            if log.active_len > HEADER_LEN as u64 && log.active_len + frame_len > self.segment_size {
+                self.rotate(&mut log)?;
+            }
+            let seq = log.next_seq;
+            let mut buf = std::mem::take(&mut log.buf);
+            buf.clear();
+            format::encode_frame(&mut buf, RecordType::Data, seq, payload);
+            let written = log.active.append(&buf);
+            log.buf = buf;
+            if let Err(e) = written {
+                self.poison(&mut log);
+                let path = self.dir.join(recover::segment_name(log.active_id));
+                return Err(Error::io("append", path, e));
+            }
+            log.active_len += frame_len;
+            log.next_seq += 1;
+            if self.policy == SyncPolicy::Always && !self.group_commit {
+                if let Err(e) = log.active.sync() {
+                    self.poison(&mut log);
+                    let path = self.dir.join(recover::segment_name(log.active_id));
+                    return Err(Error::io("fsync segment", path, e));
+                }
+                let mut d = self.durable.lock();
+                d.durable_seq = d.durable_seq.max(seq);
+                return Ok(seq);
+            }
+            seq
+        };
+        if self.policy == SyncPolicy::Always {
+            self.wait_durable(seq)?;
+        }
+        Ok(seq)
+    }
+
+    /// Waits until every record up to `target` is durable, leading a group commit if no one
+    /// else is syncing.
+    fn wait_durable(&self, target: u64) -> Result<()> {
+        let mut d = self.durable.lock();
+        // Each turn either returns, waits for a leader that is already syncing, or syncs; a
+        // leader's sync covers every record written before it started, so at most two syncs
+        // after this append's write are needed and the loop ends.
+        loop {
+            if d.durable_seq >= target {
+                return Ok(());
+            }
+            if d.failed {
+                return Err(Error::Poisoned);
+            }
+            if d.leader {
+                self.durable_cv.wait(&mut d);
+                continue;
+            }
+            d.leader = true;
+            drop(d);
+            let (file, upto, id) = {
+                let log = self.log.lock();
+                (Arc::clone(&log.active), log.next_seq - 1, log.active_id)
+            };
+            let res = file.sync();
+            d = self.durable.lock();
+            d.leader = false;
+            match res {
+                Ok(()) => d.durable_seq = d.durable_seq.max(upto),
+                Err(e) => {
+                    d.failed = true;
+                    drop(d);
+                    self.durable_cv.notify_all();
+                    self.log.lock().failed = true;
+                    let path = self.dir.join(recover::segment_name(id));
+                    return Err(Error::io("fsync segment", path, e));
+                }
+            }
+            self.durable_cv.notify_all();
+        }
+    }
+
+    pub(crate) fn flush_durable(&self) -> Result<()> {
+        let target = {
+            let log = self.log.lock();
+            if log.failed {
+                return Err(Error::Poisoned);
+            }
+            log.next_seq - 1
+        };
+        self.wait_durable(target)
+    }
+
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.durable.lock().durable_seq
+    }
+}
+
+/// The `Interval` policy's background thread: fsyncs every `every` until told to stop.
+fn flusher(shared: &Shared, every: Duration) {
+    loop {
+        {
+            let mut stop = shared.stop.lock();
+            if !*stop {
+                shared.stop_cv.wait_for(&mut stop, every);
+            }
+            if *stop {
+                return;
+            }
+        }
+        // A failure poisons the log, which appenders then report; the thread stops because
+        // further syncs cannot make the log trustworthy again.
+        if shared.flush_durable().is_err() {
+            return;
+        }
+    }
+}
+
+/// A segmented write-ahead log in one directory.
+///
+/// `Wal` is `Send + Sync`: share it in an `Arc` and append from any number of threads.
+/// Dropping it stops the background flusher but does not sync; call [`Wal::close`] for a clean
+/// shutdown.
+pub struct Wal {
+    shared: Arc<Shared>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    report: RecoveryReport,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.shared.dir)
+            .field("policy", &self.shared.policy)
+            .field("mode", &self.shared.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wal {
+    /// Starts configuring a log stored in `dir`.
+    pub fn builder(dir: impl AsRef<Path>) -> WalBuilder {
+        WalBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            sync_policy: SyncPolicy::Always,
+            recovery_mode: RecoveryMode::default(),
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            max_record_size: DEFAULT_MAX_RECORD,
+            group_commit: true,
+            fs: Arc::new(StdFs),
+        }
+    }
+
+    /// Appends a record and returns its sequence number (1 for the first record of a new log,
+    /// then consecutive). When it returns, the record has been handed to the operating system,
+    /// and with [`SyncPolicy::Always`] it is also fsynced.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] (nothing written); [`Error::Io`] if the write or fsync failed, after
+    /// which the log is poisoned; [`Error::Poisoned`]; [`Error::Closed`].
+    pub fn append(&self, payload: &[u8]) -> Result<u64> {
+        self.shared.append(payload)
+    }
+
+    /// Encodes `value` with postcard and appends it; see [`Wal::append`] and
+    /// [`Record::decode`](crate::Record::decode).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if serialization fails, then as [`Wal::append`].
+    pub fn append_value<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<u64> {
+        let bytes = postcard::to_stdvec(value).map_err(Error::Encode)?;
+        self.append(&bytes)
+    }
+
+    /// Waits until every record appended so far is durable (fsyncs if needed), whatever the
+    /// policy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the fsync failed (the log is then poisoned), [`Error::Poisoned`].
+    pub fn flush_durable(&self) -> Result<()> {
+        self.shared.flush_durable()
+    }
+
+    /// The highest sequence number known to be durable.
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.durable_seq()
+    }
+
+    /// The sequence number the next append will get.
+    pub fn next_seq(&self) -> u64 {
+        self.shared.log.lock().next_seq
+    }
+
+    /// What recovery found when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Streams every record in the log as it is now: the last checkpoint's snapshot records
+    /// first, then the log's records in sequence order. Records appended after this call are
+    /// not included. Do not run a checkpoint while a replay is in progress: it deletes the files
+    /// the replay is reading (the replay then yields an [`Error::Io`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] if the log is poisoned; errors while reading are yielded by the
+    /// iterator.
+    pub fn replay(&self) -> Result<Replay> {
+        let log = self.shared.log.lock();
+        if log.failed {
+            return Err(Error::Poisoned);
+        }
+        Ok(Replay::new(
+            Arc::clone(&self.shared.fs),
+            self.shared.dir.clone(),
+            self.shared.mode,
+            self.shared.max_record,
+            log.manifest,
+            log.segments.clone(),
+            log.next_seq - 1,
+        ))
+    }
+
+    /// Syncs everything appended, refuses further appends and stops the background flusher.
+    /// Calling it twice is harmless.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::flush_durable`]; the log is closed even if the final sync fails.
+    pub fn close(&self) -> Result<()> {
+        let synced = if self.shared.log.lock().closed { Ok(()) } else { self.flush_durable() };
+        self.shared.log.lock().closed = true;
+        self.stop_flusher();
+        synced
+    }
+
+    fn stop_flusher(&self) {
+        *self.shared.stop.lock() = true;
+        self.shared.stop_cv.notify_all();
+        if let Some(handle) = self.flusher.lock().take() {
+            // The flusher never panics (it only calls fallible functions); if it somehow did,
+            // there is nothing to recover here, and the log stays usable.
+            let _ = handle.join();
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Checks that the log is usable (not poisoned or closed).
+    pub(crate) fn check_open(&self) -> Result<()> {
+        Shared::check_open(&self.shared.log.lock())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.stop_flusher();
+    }
+}
+
+#[cfg(test)]
+mod tests;
