@@ -48,7 +48,12 @@ pub struct PolicyCache {
 impl PolicyCache {
     /// A cache of `capacity` entries (unit weights) governed by `config`.
     pub fn new(config: &PolicyConfig, capacity: u64, seed: u64) -> Self {
-        PolicyCache { policy: config.build(capacity, seed), slots: HashMap::new(), keys: Vec::new(), free: Vec::new() }
+        PolicyCache {
+            policy: config.build(capacity, seed),
+            slots: HashMap::new(),
+            keys: Vec::new(),
+            free: Vec::new(),
+        }
     }
 
     /// The policy's name.

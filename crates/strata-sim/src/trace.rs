@@ -93,8 +93,9 @@ pub fn open(path: &Path) -> Result<Box<dyn Read>> {
         Compression::Xz => {
             // lzma-rs decodes a whole stream at once; the traces are small enough.
             let mut out = Vec::new();
-            lzma_rs::xz_decompress(&mut BufReader::new(file), &mut out)
-                .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())))?;
+            lzma_rs::xz_decompress(&mut BufReader::new(file), &mut out).map_err(|e| {
+                io(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+            })?;
             Box::new(std::io::Cursor::new(out))
         }
     })
@@ -162,17 +163,18 @@ fn parse_arc(reader: impl BufRead) -> Result<Vec<u64>> {
     for_each_line(reader, |line, n| {
         let mut fields = line.split_ascii_whitespace();
         let Some(first) = fields.next() else { return Ok(()) };
-        let start: u64 =
-            first.parse().map_err(|_| parse_error(n, format!("start `{first}` is not a number")))?;
+        let start: u64 = first
+            .parse()
+            .map_err(|_| parse_error(n, format!("start `{first}` is not a number")))?;
         let count = fields.next().ok_or_else(|| parse_error(n, "missing count"))?;
-        let count: u64 =
-            count.parse().map_err(|_| parse_error(n, format!("count `{count}` is not a number")))?;
+        let count: u64 = count
+            .parse()
+            .map_err(|_| parse_error(n, format!("count `{count}` is not a number")))?;
         if count > MAX_ARC_RUN {
             return Err(parse_error(n, format!("count {count} exceeds {MAX_ARC_RUN}")));
         }
-        let end = start
-            .checked_add(count)
-            .ok_or_else(|| parse_error(n, "start + count overflows"))?;
+        let end =
+            start.checked_add(count).ok_or_else(|| parse_error(n, "start + count overflows"))?;
         keys.extend(start..end);
         Ok(())
     })?;
@@ -228,7 +230,8 @@ mod tests {
         assert_eq!(arc, [10, 11, 12, 2]);
         let lirs = parse(&b"5\r\n*\r\n\r\n7\r\n5"[..], Format::Lirs).expect("valid");
         assert_eq!(lirs, [5, 7, 5]);
-        let bin = parse(&[0u8, 0, 1, 0, 0xff, 0xff, 0xff, 0xff][..], Format::Cache2k).expect("valid");
+        let bin =
+            parse(&[0u8, 0, 1, 0, 0xff, 0xff, 0xff, 0xff][..], Format::Cache2k).expect("valid");
         assert_eq!(bin, [256, 0xffff_ffff]);
     }
 
