@@ -63,7 +63,11 @@ impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "WAL directory {}", self.dir.display())?;
         if let Some((id, seq)) = self.checkpoint {
-            writeln!(f, "  checkpoint {id} covers records up to {seq}; snapshot holds {} records", self.snapshot_records)?;
+            writeln!(
+                f,
+                "  checkpoint {id} covers records up to {seq}; snapshot holds {} records",
+                self.snapshot_records
+            )?;
         }
         writeln!(
             f,
@@ -144,7 +148,12 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path, opts: CheckOptions) -> Result<
         let path = dir.join(recover::snapshot_name(m.checkpoint_id));
         match fs.read(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                push(&mut report, &dir.join(recover::MANIFEST), 0, CorruptionKind::BadManifest("the snapshot it names is missing"));
+                push(
+                    &mut report,
+                    &dir.join(recover::MANIFEST),
+                    0,
+                    CorruptionKind::BadManifest("the snapshot it names is missing"),
+                );
                 report.unrepairable = true;
             }
             Err(e) => return Err(Error::io("read snapshot", &path, e)),
@@ -184,7 +193,12 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path, opts: CheckOptions) -> Result<
         report.segments += 1;
         if let Some(p) = prev {
             if id != p + 1 {
-                push(&mut report, &path, 0, CorruptionKind::MissingSegment { expected: p + 1, found: id });
+                push(
+                    &mut report,
+                    &path,
+                    0,
+                    CorruptionKind::MissingSegment { expected: p + 1, found: id },
+                );
                 first_bad.get_or_insert((i, 0));
             }
         }
@@ -230,8 +244,17 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path, opts: CheckOptions) -> Result<
                     push(&mut report, &path, offset as u64, kind);
                     first_bad.get_or_insert((i, offset as u64));
                     let after = last_seq;
-                    match format::resync(&bytes, offset, max, |f| f.ty == RecordType::Data && f.seq > after) {
-                        Some(p) => pos = p,
+                    match format::resync(&bytes, offset, max, |f| {
+                        f.ty == RecordType::Data && f.seq > after
+                    }) {
+                        Some(p) => {
+                            // The records between are lost with the damage, which is already
+                            // reported; go on from the frame found.
+                            if let Ok(f) = format::decode_frame(&bytes[p..], max) {
+                                last_seq = f.seq - 1;
+                            }
+                            pos = p;
+                        }
                         None => break,
                     }
                 }
@@ -243,7 +266,7 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path, opts: CheckOptions) -> Result<
     if opts.repair {
         if let Some((i, offset)) = first_bad {
             let path = dir.join(recover::segment_name(segments[i]));
-            if offset <= HEADER_LEN as u64 {
+            if offset == 0 {
                 fs.remove(&path).map_err(|e| Error::io("remove segment", &path, e))?;
                 report.repairs.push(format!("removed {}", path.display()));
             } else {

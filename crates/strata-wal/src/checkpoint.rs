@@ -56,7 +56,10 @@ pub struct Checkpoint<'a> {
 
 impl std::fmt::Debug for Checkpoint<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checkpoint").field("info", &self.info).field("records", &self.count).finish()
+        f.debug_struct("Checkpoint")
+            .field("info", &self.info)
+            .field("records", &self.count)
+            .finish()
     }
 }
 

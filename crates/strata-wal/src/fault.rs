@@ -266,7 +266,11 @@ impl FileSystem for FaultFs {
         s.next_node += 1;
         s.nodes.insert(id, Node::default());
         s.names.insert(path.to_path_buf(), id);
-        Ok(Box::new(FaultFile { state: Arc::clone(&self.state), node: id, generation: s.generation }))
+        Ok(Box::new(FaultFile {
+            state: Arc::clone(&self.state),
+            node: id,
+            generation: s.generation,
+        }))
     }
 
     fn read(&self, path: &Path) -> io::Result<FileBytes> {

@@ -128,6 +128,7 @@ impl Record {
     ///
     /// [`Error::Decode`] if the payload is not a valid `T`.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        postcard::from_bytes(&self.payload).map_err(|source| Error::Decode { seq: self.seq, source })
+        postcard::from_bytes(&self.payload)
+            .map_err(|source| Error::Decode { seq: self.seq, source })
     }
 }

@@ -1,5 +1,8 @@
 //! The one place that needs `unsafe`: mapping a log file read-only for recovery.
-#![allow(unsafe_code, reason = "memory-mapping a file is unsafe in memmap2's API; see SAFETY below")]
+#![allow(
+    unsafe_code,
+    reason = "memory-mapping a file is unsafe in memmap2's API; see SAFETY below"
+)]
 
 use std::fs::File;
 use std::io;

@@ -101,7 +101,11 @@ impl Manifest {
                 supported: format::FORMAT_VERSION,
             });
         }
-        Ok(Manifest { checkpoint_id: u64_at(12), covered_seq: u64_at(20), first_segment: u64_at(28) })
+        Ok(Manifest {
+            checkpoint_id: u64_at(12),
+            covered_seq: u64_at(20),
+            first_segment: u64_at(28),
+        })
     }
 }
 
@@ -344,7 +348,11 @@ impl SnapshotCursor {
         } else {
             // The end marker's payload holds a u64 count, so the cap is at least 8 bytes.
             match format::decode_frame(&bytes[pos..], self.max.max(8)) {
-                Ok(f) if f.ty == RecordType::Data && f.seq == self.covered && f.payload.len() <= self.max => {
+                Ok(f)
+                    if f.ty == RecordType::Data
+                        && f.seq == self.covered
+                        && f.payload.len() <= self.max =>
+                {
                     self.pos += f.encoded_len();
                     self.count += 1;
                     return SnapStep::Record(f.payload.to_vec());
@@ -513,7 +521,8 @@ pub(crate) fn recover(
         fs.sync_dir(dir).map_err(io("sync directory", dir))?;
     }
     report.last_seq = last_seq;
-    let next_segment = prev_id.map_or(first_segment, |p| if keep.last() == Some(&p) { p + 1 } else { p });
+    let next_segment =
+        prev_id.map_or(first_segment, |p| if keep.last() == Some(&p) { p + 1 } else { p });
     Ok(Recovered {
         manifest,
         segments: keep,
@@ -642,7 +651,12 @@ impl Iterator for Replay {
                     SnapStep::Bad(offset, kind) => {
                         if !self.salvage {
                             let path = path.clone();
-                            return self.fail(Error::Corruption { path, segment: None, offset, kind });
+                            return self.fail(Error::Corruption {
+                                path,
+                                segment: None,
+                                offset,
+                                kind,
+                            });
                         }
                     }
                 },
@@ -658,7 +672,11 @@ impl Iterator for Replay {
                             *pos = next;
                             self.last_seq = frame.seq;
                             let payload = frame.payload.to_vec();
-                            return Some(Ok(Record { seq: frame.seq, source: Source::Log, payload }));
+                            return Some(Ok(Record {
+                                seq: frame.seq,
+                                source: Source::Log,
+                                payload,
+                            }));
                         }
                         Step::End => self.cur = None,
                         Step::Bad { offset, kind, resume } => {

@@ -89,7 +89,9 @@ impl WalBuilder {
             return bad("max_record_size must be at least 1 byte".into());
         }
         if self.max_record_size > MAX_PAYLOAD_LIMIT {
-            return bad(format!("max_record_size is above the format's limit of {MAX_PAYLOAD_LIMIT}"));
+            return bad(format!(
+                "max_record_size is above the format's limit of {MAX_PAYLOAD_LIMIT}"
+            ));
         }
         if self.segment_size < (HEADER_LEN + FRAME_OVERHEAD) as u64 {
             return bad(format!(
@@ -119,7 +121,9 @@ impl WalBuilder {
         let fs = Arc::clone(&self.fs);
         let dir = self.dir.clone();
         fs.create_dir_all(&dir).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidInput || e.kind() == std::io::ErrorKind::AlreadyExists {
+            if e.kind() == std::io::ErrorKind::InvalidInput
+                || e.kind() == std::io::ErrorKind::AlreadyExists
+            {
                 Error::InvalidConfig(format!("{} is not a directory", dir.display()))
             } else {
                 Error::io("create directory", &dir, e)
@@ -157,7 +161,11 @@ impl WalBuilder {
                 closed: false,
                 failed: false,
             }),
-            durable: Mutex::new(DurableState { durable_seq: last_seq, leader: false, failed: false }),
+            durable: Mutex::new(DurableState {
+                durable_seq: last_seq,
+                leader: false,
+                failed: false,
+            }),
             durable_cv: Condvar::new(),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
@@ -285,7 +293,8 @@ impl Shared {
             let mut log = self.log.lock();
             Self::check_open(&log)?;
             let frame_len = (FRAME_OVERHEAD + payload.len()) as u64;
-            if log.active_len > HEADER_LEN as u64 && log.active_len + frame_len > self.segment_size {
+            if log.active_len > HEADER_LEN as u64 && log.active_len + frame_len > self.segment_size
+            {
                 self.rotate(&mut log)?;
             }
             let seq = log.next_seq;

@@ -3,7 +3,9 @@ use proptest::prelude::*;
 
 #[test]
 fn header_round_trip_and_damage() {
-    for (kind, id) in [(FileKind::Segment, 0), (FileKind::Snapshot, u64::MAX), (FileKind::Segment, 7)] {
+    for (kind, id) in
+        [(FileKind::Segment, 0), (FileKind::Snapshot, u64::MAX), (FileKind::Segment, 7)]
+    {
         let h = encode_header(kind, id);
         assert_eq!(decode_header(&h), Ok(FileHeader { kind, id }));
         for bit in 0..HEADER_LEN * 8 {

@@ -1,0 +1,177 @@
+//! Torn tails at every byte, bit flips everywhere, per recovery mode.
+
+use crate::*;
+use strata_wal::format::{FRAME_OVERHEAD, HEADER_LEN};
+use strata_wal::{Error, RecoveryMode, Source, StdFs};
+
+/// File offsets where each record ends, for a single-segment log of `n` records.
+fn boundaries(n: u64) -> Vec<usize> {
+    let mut at = HEADER_LEN;
+    let mut ends = vec![at];
+    for seq in 1..=n {
+        at += FRAME_OVERHEAD + payload_for(seq).len();
+        ends.push(at);
+    }
+    ends
+}
+
+#[test]
+fn torn_tail_at_every_byte_recovers_the_complete_records() -> anyhow::Result<()> {
+    let n = 8;
+    let files = written_log(n, 1 << 20);
+    assert_eq!(files.len(), 1);
+    let (path, full) = &files[0];
+    let ends = boundaries(n);
+    assert_eq!(*ends.last().unwrap_or(&0), full.len());
+    // Every cut from the end of the header (a segment is never shorter: it is renamed into
+    // place with its header durable) through the last three records and the full file.
+    let from = ends[ends.len() - 4];
+    for cut in HEADER_LEN..=full.len() {
+        let complete = ends.iter().filter(|&&e| e <= cut).count() as u64 - 1;
+        let last_end = ends[complete as usize];
+        let fs = disk_with(&[(path.clone(), full[..cut].to_vec())]);
+        let (wal, records) = open_replay(&fs, RecoveryMode::TolerateTornTail)?;
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=complete).collect::<Vec<_>>(), "cut at {cut}");
+        for r in &records {
+            assert_eq!(r.payload, payload_for(r.seq));
+            assert_eq!(r.source, Source::Log);
+        }
+        assert_eq!(wal.recovery_report().bytes_truncated, (cut - last_end) as u64, "cut at {cut}");
+        // The log goes on after the cut with the next sequence number, and a second recovery
+        // sees a clean log.
+        assert_eq!(wal.append(b"after")?, complete + 1);
+        wal.close()?;
+        drop(wal);
+        let (_, again) = open_replay(&fs, RecoveryMode::AbsoluteConsistency)?;
+        assert_eq!(again.len() as u64, complete + 1);
+
+        // Absolute consistency refuses a torn tail, and accepts a cut on a record boundary.
+        let fs = disk_with(&[(path.clone(), full[..cut].to_vec())]);
+        let strict = open_replay(&fs, RecoveryMode::AbsoluteConsistency);
+        if cut == last_end {
+            assert_eq!(strict?.1.len() as u64, complete);
+        } else {
+            assert!(
+                matches!(strict, Err(Error::Corruption { offset, .. }) if offset == last_end as u64),
+                "cut at {cut}"
+            );
+        }
+        if cut >= from {
+            // Salvage agrees with the torn-tail mode on a torn tail.
+            let fs = disk_with(&[(path.clone(), full[..cut].to_vec())]);
+            assert_eq!(open_replay(&fs, RecoveryMode::SkipCorrupt)?.1.len() as u64, complete);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn torn_tail_on_real_files() -> anyhow::Result<()> {
+    let n = 5;
+    let tmp = tempfile::tempdir()?;
+    {
+        let wal = Wal::builder(tmp.path()).open()?;
+        for seq in 1..=n {
+            wal.append(&payload_for(seq))?;
+        }
+        wal.close()?;
+    }
+    let seg = tmp.path().join(format!("{:020}.wal", 1));
+    let full = std::fs::read(&seg)?;
+    let ends = boundaries(n);
+    for cut in ends[ends.len() - 3]..=full.len() {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(format!("{:020}.wal", 1));
+        std::fs::write(&path, &full[..cut])?;
+        let wal = Wal::builder(dir.path()).open()?;
+        let complete = ends.iter().filter(|&&e| e <= cut).count() as u64 - 1;
+        let got = replay_all(&wal)?;
+        assert_eq!(got.len() as u64, complete, "cut at {cut}");
+        assert!(got.iter().all(|r| r.payload == payload_for(r.seq)));
+        // The torn bytes are gone from the file itself.
+        drop(wal);
+        assert_eq!(std::fs::metadata(&path)?.len() as usize, ends[complete as usize]);
+    }
+    let _ = StdFs;
+    Ok(())
+}
+
+#[test]
+fn every_bit_flip_is_detected_and_the_mode_decides() -> anyhow::Result<()> {
+    let n = 6;
+    let files = written_log(n, 1 << 20);
+    let (path, full) = &files[0];
+    let ends = boundaries(n);
+    for bit in 0..full.len() * 8 {
+        let byte = bit / 8;
+        let mut bad = full.clone();
+        bad[byte] ^= 1 << (bit % 8);
+        // The record the flip lands in (0 = the header).
+        let hit = ends.iter().filter(|&&e| e <= byte).count();
+
+        let fs = disk_with(&[(path.clone(), bad.clone())]);
+        let strict = open_replay(&fs, RecoveryMode::AbsoluteConsistency);
+        assert!(matches!(strict, Err(Error::Corruption { .. })), "bit {bit} went unnoticed");
+
+        let fs = disk_with(&[(path.clone(), bad.clone())]);
+        let torn = open_replay(&fs, RecoveryMode::TolerateTornTail);
+        if hit == 0 {
+            assert!(matches!(torn, Err(Error::Corruption { offset: 0, .. })), "bit {bit}");
+        } else {
+            let (wal, records) = torn?;
+            let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+            assert_eq!(seqs, (1..hit as u64).collect::<Vec<_>>(), "bit {bit}");
+            assert_eq!(wal.recovery_report().bytes_truncated as usize, full.len() - ends[hit - 1]);
+        }
+
+        let fs = disk_with(&[(path.clone(), bad)]);
+        let (wal, records) = open_replay(&fs, RecoveryMode::SkipCorrupt)?;
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        if hit == 0 {
+            assert!(seqs.is_empty(), "bit {bit}");
+        } else {
+            let expect: Vec<u64> = (1..=n).filter(|&s| s != hit as u64).collect();
+            assert_eq!(seqs, expect, "bit {bit}");
+            assert_eq!(wal.recovery_report().skipped_count, 1);
+        }
+        assert!(records.iter().all(|r| r.payload == payload_for(r.seq)));
+    }
+    Ok(())
+}
+
+#[test]
+fn damage_before_the_last_segment_is_never_a_torn_tail() -> anyhow::Result<()> {
+    let files = written_log(40, 256);
+    assert!(files.len() >= 4, "{} segments", files.len());
+    let mut bad = files.clone();
+    let mid = bad[1].1.len() / 2 + 3;
+    bad[1].1[mid] ^= 0x40;
+    let fs = disk_with(&bad);
+    assert!(matches!(
+        open_replay(&fs, RecoveryMode::TolerateTornTail),
+        Err(Error::Corruption { segment: Some(2), .. })
+    ));
+    let fs = disk_with(&bad);
+    let (wal, records) = open_replay(&fs, RecoveryMode::SkipCorrupt)?;
+    assert_eq!(records.len(), 39);
+    assert!(records.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(records.iter().all(|r| r.payload == payload_for(r.seq)));
+    // The salvaged log goes on; reopening it in salvage mode gives the same records plus new.
+    let next = wal.append(&payload_for(41))?;
+    assert_eq!(next, 41);
+    wal.close()?;
+    drop(wal);
+    let (_, again) = open_replay(&fs, RecoveryMode::SkipCorrupt)?;
+    assert_eq!(again.len(), 40);
+
+    // A whole missing segment is a gap, not a torn tail.
+    let mut missing = files.clone();
+    missing.remove(2);
+    let fs = disk_with(&missing);
+    assert!(matches!(
+        open_replay(&fs, RecoveryMode::TolerateTornTail),
+        Err(Error::Corruption { .. })
+    ));
+    Ok(())
+}
