@@ -109,7 +109,7 @@ impl Registry {
         let family = entry(&mut families, desc)?;
         match family.series.iter_mut().find(|s| s.values == values) {
             Some(Series { metric: metric @ Metric::GaugeFn(_), .. }) => {
-                *metric = Metric::GaugeFn(f)
+                *metric = Metric::GaugeFn(f);
             }
             Some(_) => return Err(conflict(desc)),
             None => family.series.push(Series { values, metric: Metric::GaugeFn(f) }),

@@ -78,9 +78,9 @@ fn check_grammar(text: &str) {
             assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{k}");
             let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).expect("quoted value");
             if k == "le" {
-                le = Some(v.to_owned())
+                le = Some(v.to_owned());
             } else {
-                other.push(pair)
+                other.push(pair);
             }
         }
         let key = other.join(",");
