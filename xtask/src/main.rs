@@ -4,6 +4,7 @@
 //! jobs run anywhere the toolchain does.
 
 mod audit;
+mod hitratio;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ jobs:
   test        every test of the workspace (unit, integration, doc), then the loom models
   loom        the loom models alone (RUSTFLAGS=--cfg strata_loom)
   audit       advisories (offline RustSec DB), license allow-list, unsafe count and forbid rule
+  hitratio    replay cache traces through every policy, strata-core, moka and quick_cache (release)
 ";
 
 fn main() -> Result<()> {
@@ -28,6 +30,7 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "loom" => loom(),
         "audit" => audit::run(&rest),
+        "hitratio" => hitratio::run(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
