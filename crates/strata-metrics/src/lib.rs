@@ -38,6 +38,8 @@ mod error;
 pub mod facade;
 mod gauge;
 mod histogram;
+#[cfg(all(test, strata_loom))]
+mod loom_models;
 pub mod names;
 mod prometheus;
 mod recorder;
