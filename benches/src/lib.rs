@@ -90,7 +90,11 @@ pub fn contenders(capacity: u64) -> Vec<Box<dyn Contender>> {
 
 /// A Zipf(1.0) stream over [`KEYS`] keys; the same seed gives the same stream.
 pub fn zipf_stream(len: usize, seed: u64) -> Vec<u64> {
-    let phase = Phase { pattern: Pattern::Zipf { keys: KEYS, exponent: 1.0 }, requests: len, key_offset: 0 };
+    let phase = Phase {
+        pattern: Pattern::Zipf { keys: KEYS, exponent: 1.0 },
+        requests: len,
+        key_offset: 0,
+    };
     generate(&[phase], seed)
 }
 

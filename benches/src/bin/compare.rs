@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 use strata_benches::alloc::{measure, Counting};
-use strata_benches::{contenders, run_mixed, zipf_stream, Contender, Moka, QuickCache, Strata, CAPACITY};
+use strata_benches::{
+    contenders, run_mixed, zipf_stream, Contender, Moka, QuickCache, Strata, CAPACITY,
+};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -64,14 +66,29 @@ fn main() {
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("compare: {e}\nusage: compare [--quick] [--ops N] [--rounds R] [--threads 1,2]");
+            eprintln!(
+                "compare: {e}\nusage: compare [--quick] [--ops N] [--rounds R] [--threads 1,2]"
+            );
             std::process::exit(2);
         }
     };
-    let keys = zipf_stream(args.ops, 0x5747_a7a);
+    let keys = zipf_stream(args.ops, 0x0574_7a7a);
     println!("# Throughput: Zipf(1.0) over 1M keys, capacity {CAPACITY}, 90% get (a miss inserts) / 10% insert");
-    println!("# {} ops per run, median of {} rounds, all contenders interleaved in one process\n", args.ops, args.rounds);
-    println!("{:>7} | {:>9} | {:>9} | {:>11} | {:>13} | {:>14} | {:>12} | {:>13}", "threads", "strata", "moka", "quick_cache", "strata/moka", "strata/quick", "strata+ttl", "strata-nostats");
+    println!(
+        "# {} ops per run, median of {} rounds, all contenders interleaved in one process\n",
+        args.ops, args.rounds
+    );
+    println!(
+        "{:>7} | {:>9} | {:>9} | {:>11} | {:>13} | {:>14} | {:>12} | {:>13}",
+        "threads",
+        "strata",
+        "moka",
+        "quick_cache",
+        "strata/moka",
+        "strata/quick",
+        "strata+ttl",
+        "strata-nostats"
+    );
     println!("{}", "-".repeat(110));
     for &threads in &args.threads {
         let mut all: Vec<Box<dyn Contender>> = contenders(CAPACITY);
@@ -81,7 +98,11 @@ fn main() {
             all.retain(|c| c.name() == only);
             for _ in 0..args.rounds {
                 let (d, hits) = run_mixed(all[0].as_ref(), &keys, threads);
-                println!("{only} {threads}t: {:.2} Mops/s, hit ratio {:.3}", mops(keys.len(), d), hits as f64 / keys.len() as f64);
+                println!(
+                    "{only} {threads}t: {:.2} Mops/s, hit ratio {:.3}",
+                    mops(keys.len(), d),
+                    hits as f64 / keys.len() as f64
+                );
             }
             continue;
         }
@@ -107,7 +128,11 @@ fn main() {
             m[3],
             m[4]
         );
-        println!("        (statistics on/off: {:.3}x; TTL configured/none: {:.3}x)", m[0] / m[4], m[3] / m[0]);
+        println!(
+            "        (statistics on/off: {:.3}x; TTL configured/none: {:.3}x)",
+            m[0] / m[4],
+            m[3] / m[0]
+        );
     }
 
     println!("\n# Heap bytes per entry beyond the 16 bytes of key and value ({CAPACITY} entries inserted)\n");
@@ -154,5 +179,9 @@ fn main() {
     for (name, b) in &rows {
         println!("{name:>12}: {b:>7.1} bytes/entry");
     }
-    println!("\nstrata vs moka: {:.2}x less overhead; vs quick_cache: {:.2}x", rows[2].1 / rows[0].1, rows[3].1 / rows[0].1);
+    println!(
+        "\nstrata vs moka: {:.2}x less overhead; vs quick_cache: {:.2}x",
+        rows[2].1 / rows[0].1,
+        rows[3].1 / rows[0].1
+    );
 }

@@ -78,25 +78,34 @@ fn main() {
         }
     };
     let started = Instant::now();
-    let cache: Cache<u64, u64> = match Cache::builder().max_capacity(CAPACITY).time_to_idle(Duration::from_secs(30)).build() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("stress: could not build the cache: {e}");
-            std::process::exit(2);
-        }
-    };
+    let cache: Cache<u64, u64> =
+        match Cache::builder().max_capacity(CAPACITY).time_to_idle(Duration::from_secs(30)).build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("stress: could not build the cache: {e}");
+                std::process::exit(2);
+            }
+        };
     let tally = Arc::new(Tally::default());
     let first = Arc::new(Mutex::new(Vec::new()));
     let latency = Arc::new(Histogram::new());
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = started + Duration::from_secs(args.secs);
-    eprintln!("stress: {} threads for {} s on tiers [{}], capacity {CAPACITY}", args.threads, args.secs, args.tiers);
+    eprintln!(
+        "stress: {} threads for {} s on tiers [{}], capacity {CAPACITY}",
+        args.threads, args.secs, args.tiers
+    );
 
     std::thread::scope(|s| {
         for t in 0..args.threads {
             let (cache, tally, first, latency, stop) = (&cache, &tally, &first, &latency, &stop);
             s.spawn(move || {
-                let phase = Phase { pattern: Pattern::Zipf { keys: KEYS, exponent: 0.99 }, requests: 1 << 16, key_offset: 0 };
+                let phase = Phase {
+                    pattern: Pattern::Zipf { keys: KEYS, exponent: 0.99 },
+                    requests: 1 << 16,
+                    key_offset: 0,
+                };
                 let keys = generate(&[phase], 0xC0FFEE + t as u64);
                 let mut i = 0u64;
                 while i < MAX_OPS_PER_THREAD && !stop.load(Ordering::Relaxed) {
@@ -109,7 +118,11 @@ fn main() {
                                 tally.hits.fetch_add(1, Ordering::Relaxed);
                                 tally.checks.fetch_add(1, Ordering::Relaxed);
                                 if v >> 32 != key {
-                                    violation(tally, first, format!("key {key} returned value {v:#x} of another key"));
+                                    violation(
+                                        tally,
+                                        first,
+                                        format!("key {key} returned value {v:#x} of another key"),
+                                    );
                                 }
                             } else {
                                 cache.insert(key, (key << 32) | (i & 0xffff_ffff));
@@ -136,14 +149,28 @@ fn main() {
                                     // cache's deadline later than the stamp; exact boundaries are
                                     // tested with a manual clock, here we allow a grace window.
                                     if dl + EXPIRY_GRACE_MICROS < before {
-                                        violation(tally, first, format!("key {k} served {} µs after its deadline", before - dl));
+                                        violation(
+                                            tally,
+                                            first,
+                                            format!(
+                                                "key {k} served {} µs after its deadline",
+                                                before - dl
+                                            ),
+                                        );
                                     }
                                 }
                             }
                         }
                         _ => {
                             if cache.entry_count() > CAPACITY {
-                                violation(tally, first, format!("{} entries held, capacity {CAPACITY}", cache.entry_count()));
+                                violation(
+                                    tally,
+                                    first,
+                                    format!(
+                                        "{} entries held, capacity {CAPACITY}",
+                                        cache.entry_count()
+                                    ),
+                                );
                             }
                             tally.checks.fetch_add(1, Ordering::Relaxed);
                         }
@@ -162,7 +189,9 @@ fn main() {
         // Progress, once a second, bounded by the deadline.
         let mut last = 0;
         while Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1000).min(deadline.saturating_duration_since(Instant::now())));
+            std::thread::sleep(
+                Duration::from_millis(1000).min(deadline.saturating_duration_since(Instant::now())),
+            );
             let ops = tally.ops.load(Ordering::Relaxed);
             let gets = tally.gets.load(Ordering::Relaxed).max(1);
             eprintln!(
@@ -195,7 +224,11 @@ fn main() {
                                 })
                                 .await;
                             if v != key << 32 {
-                                violation(&tally, &first, format!("get_with({key}) returned {v:#x}"));
+                                violation(
+                                    &tally,
+                                    &first,
+                                    format!("get_with({key}) returned {v:#x}"),
+                                );
                             }
                         }
                     });
@@ -239,7 +272,8 @@ fn main() {
             "hit_ratio": tally.hits.load(Ordering::Relaxed) as f64 / gets as f64,
             "violations": violations, "single_flight_loads": loads,
         });
-        let written = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(dir.join("stress.json"), report.to_string()));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::write(dir.join("stress.json"), report.to_string()));
         if let Err(e) = written {
             eprintln!("stress: could not write the report to {}: {e}", dir.display());
             std::process::exit(2);

@@ -1,6 +1,6 @@
 //! The fallible builder that turns settings into a [`Cache`].
 
-use crate::cache::{Cache, Inner, Listener, Reloader, Weigher};
+use crate::cache::{Cache, Inner, Listener, Reloader, Shards, Weigher};
 use crate::clock::{Clock, Epoch, SystemClock};
 use crate::error::{Error, Result};
 use crate::expiry::{Expiry, RemovalCause};
@@ -157,7 +157,10 @@ where
     }
 
     /// Called after an entry leaves the cache, outside any lock, with the reason.
-    pub fn removal_listener(mut self, listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static) -> Self {
+    pub fn removal_listener(
+        mut self,
+        listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
         self.listener = Some(Arc::new(listener));
         self
     }
@@ -205,12 +208,18 @@ where
     pub fn build(self) -> Result<Cache<K, V, S>> {
         let capacity = match (self.max_capacity, self.max_weight, self.weigher.is_some()) {
             (Some(_), Some(_), _) => {
-                return Err(Error::InvalidConfig("set max_capacity (entries) or max_weight (with a weigher), not both"))
+                return Err(Error::InvalidConfig(
+                    "set max_capacity (entries) or max_weight (with a weigher), not both",
+                ))
             }
             (Some(_), None, true) => {
-                return Err(Error::InvalidConfig("a weigher needs max_weight; max_capacity counts entries"))
+                return Err(Error::InvalidConfig(
+                    "a weigher needs max_weight; max_capacity counts entries",
+                ))
             }
-            (None, Some(_), false) => return Err(Error::InvalidConfig("max_weight needs a weigher")),
+            (None, Some(_), false) => {
+                return Err(Error::InvalidConfig("max_weight needs a weigher"))
+            }
             (None, None, _) => return Err(Error::InvalidConfig("set max_capacity or max_weight")),
             (Some(c), None, false) => c,
             (None, Some(w), true) => w,
@@ -232,7 +241,9 @@ where
             ));
         }
         let shards = match self.shards {
-            Some(n) if n == 0 || !n.is_power_of_two() || n > 65536 => return Err(Error::BadShardCount(n)),
+            Some(n) if n == 0 || !n.is_power_of_two() || n > 65536 => {
+                return Err(Error::BadShardCount(n))
+            }
             Some(n) => n.min(prev_power_of_two(capacity)),
             None => default_shards(capacity),
         };
@@ -240,12 +251,19 @@ where
         let stripes = cores.next_power_of_two().min(64);
         let epoch = Epoch::new(self.clock.now());
         let weighted = self.weigher.is_some();
-        let shard_vec: Box<[CachePadded<RwLock<Shard<K, V>>>]> = (0..shards)
+        let shard_vec: Shards<K, V> = (0..shards)
             .map(|i| {
                 let cap = shard_capacity(capacity, shards, i);
-                let reserve = if weighted { 0 } else { cap.saturating_add(1).min(MAX_RESERVE) as usize };
+                let reserve =
+                    if weighted { 0 } else { cap.saturating_add(1).min(MAX_RESERVE) as usize };
                 let seed = self.hasher.hash_one(i as u64 ^ 0x5eed_5eed);
-                CachePadded::new(RwLock::new(Shard::new(self.policy.build(cap, seed), cap, reserve, stripes, 0)))
+                CachePadded::new(RwLock::new(Shard::new(
+                    self.policy.build(cap, seed),
+                    cap,
+                    reserve,
+                    stripes,
+                    0,
+                )))
             })
             .collect();
         let (refresh_after, reloader) = match self.refresh {
@@ -256,7 +274,13 @@ where
             shards: shard_vec,
             mask: shards - 1,
             hasher: self.hasher,
-            time: TimeSettings { ttl: self.ttl, tti: self.tti, expiry: self.expiry, refresh: refresh_after, epoch },
+            time: TimeSettings {
+                ttl: self.ttl,
+                tti: self.tti,
+                expiry: self.expiry,
+                refresh: refresh_after,
+                epoch,
+            },
             clock: self.clock,
             weigher: self.weigher,
             listener: self.listener,

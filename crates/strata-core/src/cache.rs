@@ -6,7 +6,6 @@ use crate::expiry::RemovalCause;
 use crate::loader::Inflight;
 use crate::shard::{read_record, Removed, Shard, TimeSettings, WriteOutcome};
 use crate::stats::{CacheStats, Counters};
-use crate::sync::Ordering;
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use std::borrow::Borrow;
@@ -14,6 +13,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +21,11 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 pub(crate) type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub(crate) type Reloader<K, V> = Arc<dyn Fn(K) -> BoxFuture<Option<V>> + Send + Sync>;
+/// The shards, each on its own cache lines so that two shards' locks never share one.
+pub(crate) type Shards<K, V> = Box<[CachePadded<RwLock<Shard<K, V>>>]>;
 
 pub(crate) struct Inner<K, V, S> {
-    pub(crate) shards: Box<[CachePadded<RwLock<Shard<K, V>>>]>,
+    pub(crate) shards: Shards<K, V>,
     pub(crate) mask: usize,
     pub(crate) hasher: S,
     pub(crate) time: TimeSettings<K, V>,
@@ -172,7 +174,9 @@ where
                     t.expire_at.store(at, Ordering::Relaxed);
                 }
                 if let Some(after) = time.refresh {
-                    if now.saturating_sub(t.written) >= after.as_nanos().min(u128::from(u64::MAX)) as u64 {
+                    if now.saturating_sub(t.written)
+                        >= after.as_nanos().min(u128::from(u64::MAX)) as u64
+                    {
                         refresh = Some((guard.entry(slot).key.clone(), t.gen));
                     }
                 }
@@ -264,7 +268,11 @@ where
         let weight = self.inner.weigher.as_ref().map_or(1, |w| w(&key, &value));
         // Reading the clock costs as much as the rest of a small write; skip it when no
         // entry of this shard has, or is about to get, a deadline.
-        let now = if ttl.is_some() || shard.is_timed() || self.inner.time.writes_need_time() { self.now() } else { 0 };
+        let now = if ttl.is_some() || shard.is_timed() || self.inner.time.writes_need_time() {
+            self.now()
+        } else {
+            0
+        };
         if u64::from(weight) > shard.capacity() {
             // It cannot fit even alone: drop the stale value for the key, refuse the new one.
             shard.remove(&self.inner.hasher, hash, &key, now, out);
@@ -276,7 +284,17 @@ where
             });
             return outcome;
         }
-        let outcome = shard.insert(&self.inner.hasher, &self.inner.time, hash, key, value, weight, ttl, now, out);
+        let outcome = shard.insert(
+            &self.inner.hasher,
+            &self.inner.time,
+            hash,
+            key,
+            value,
+            weight,
+            ttl,
+            now,
+            out,
+        );
         self.count(|s| {
             if outcome.inserted {
                 s.inserts.incr();
@@ -340,7 +358,8 @@ where
         let mut total = 0;
         for shard in self.inner.shards.iter() {
             let mut out = Removed::new();
-            let (explicit, expired) = shard.write().retain(&self.inner.hasher, now, &mut predicate, &mut out);
+            let (explicit, expired) =
+                shard.write().retain(&self.inner.hasher, now, &mut predicate, &mut out);
             total += explicit;
             self.count(|s| {
                 s.removals.add(explicit);
@@ -392,7 +411,11 @@ where
         let n = self.inner.shards.len();
         for (i, shard) in self.inner.shards.iter().enumerate() {
             let mut out = Removed::new();
-            let evicted = shard.write().set_capacity(&self.inner.hasher, shard_capacity(capacity, n, i), &mut out);
+            let evicted = shard.write().set_capacity(
+                &self.inner.hasher,
+                shard_capacity(capacity, n, i),
+                &mut out,
+            );
             self.count(|s| s.evictions_size.add(evicted));
             self.finish(out);
         }
@@ -408,7 +431,11 @@ where
     pub fn stats(&self) -> CacheStats {
         match &self.inner.stats {
             Some(s) => s.snapshot(self.entry_count(), self.weighted_size()),
-            None => CacheStats { entry_count: self.entry_count(), weighted_size: self.weighted_size(), ..CacheStats::default() },
+            None => CacheStats {
+                entry_count: self.entry_count(),
+                weighted_size: self.weighted_size(),
+                ..CacheStats::default()
+            },
         }
     }
 
@@ -576,7 +603,12 @@ where
             match self.next {
                 Some(from) => {
                     let now = self.cache.now();
-                    self.next = shards[self.shard].read().snapshot_from(from, ITER_CHUNK, now, &mut self.buf);
+                    self.next = shards[self.shard].read().snapshot_from(
+                        from,
+                        ITER_CHUNK,
+                        now,
+                        &mut self.buf,
+                    );
                     self.buf.reverse();
                 }
                 None => {

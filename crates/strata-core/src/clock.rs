@@ -58,7 +58,11 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock standing at the moment it was created.
     pub fn new() -> Self {
-        ManualClock { base: Instant::now(), wall_base: SystemTime::now(), offset_nanos: AtomicU64::new(0) }
+        ManualClock {
+            base: Instant::now(),
+            wall_base: SystemTime::now(),
+            offset_nanos: AtomicU64::new(0),
+        }
     }
 
     /// Moves the clock forward by `by`.
@@ -66,9 +70,9 @@ impl ManualClock {
         let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         // Relaxed is enough: readers need a value that never goes backwards, not an order
         // with other memory.
-        let _ = self.offset_nanos.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
-            Some(o.saturating_add(nanos))
-        });
+        let _ = self
+            .offset_nanos
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| Some(o.saturating_add(nanos)));
     }
 
     fn offset(&self) -> Duration {

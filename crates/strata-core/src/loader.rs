@@ -136,7 +136,8 @@ where
                     // The leader went away without a result: start over.
                 }
                 Role::Leader(tx) => {
-                    let mut guard = LeaderGuard { table, key: Some((key.clone(), TypeId::of::<E>())) };
+                    let mut guard =
+                        LeaderGuard { table, key: Some((key.clone(), TypeId::of::<E>())) };
                     let Some(init) = init.take() else {
                         // Our own loader was already used up by an earlier, cancelled turn as
                         // leader; that cannot happen because a cancelled turn cancels us.
@@ -216,7 +217,9 @@ where
             let hash = self.hash(&key);
             let table = self.inner.inflight.table(hash);
             let mut t = table.lock();
-            let existing = t.get(&(key.clone(), id)).and_then(|b| b.downcast_ref::<watch::Receiver<Slot<V, Infallible>>>());
+            let existing = t
+                .get(&(key.clone(), id))
+                .and_then(|b| b.downcast_ref::<watch::Receiver<Slot<V, Infallible>>>());
             match existing {
                 Some(rx) => waiting.push((key, rx.clone())),
                 None => {
@@ -324,7 +327,8 @@ fn spawn(task: BoxFuture<()>) {
         handle.spawn(task);
         return;
     }
-    let spawned = std::thread::Builder::new().name("strata-refresh".into()).spawn(move || block_on(task));
+    let spawned =
+        std::thread::Builder::new().name("strata-refresh".into()).spawn(move || block_on(task));
     // If no thread can be started the refresh is skipped: the entry keeps its value and the
     // next read past the interval tries again.
     drop(spawned);

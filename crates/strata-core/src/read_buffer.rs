@@ -69,7 +69,10 @@ impl ReadBuffer {
     /// A buffer with `stripes` stripes (rounded up to a power of two).
     pub(crate) fn new(stripes: usize) -> Self {
         let n = stripes.max(1).next_power_of_two();
-        ReadBuffer { stripes: (0..n).map(|_| CachePadded::new(Stripe::new())).collect(), mask: n - 1 }
+        ReadBuffer {
+            stripes: (0..n).map(|_| CachePadded::new(Stripe::new())).collect(),
+            mask: n - 1,
+        }
     }
 
     /// Appends `record` (non-zero) to this thread's stripe. Returns `true` when the stripe is

@@ -17,11 +17,14 @@
 use crate::clock::{Epoch, NEVER};
 use crate::expiry::{Expiry, RemovalCause};
 use crate::read_buffer::ReadBuffer;
-use crate::sync::{AtomicU64, Ordering};
+// Deadlines use std's atomics even under loom: their only concurrent access is a relaxed
+// load or store of a whole u64 by readers holding the shard's read lock, which needs no
+// model; the read buffer's protocol is the piece loom checks.
 use crate::wheel::{Due, Rec, Wheel};
 use hashbrown::HashTable;
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use strata_evict::Policy;
 
@@ -49,7 +52,13 @@ pub(crate) struct Timing {
 
 impl Timing {
     fn vacant() -> Self {
-        Timing { expire_at: AtomicU64::new(NEVER), hard: NEVER, written: 0, scheduled: NEVER, gen: 0 }
+        Timing {
+            expire_at: AtomicU64::new(NEVER),
+            hard: NEVER,
+            written: 0,
+            scheduled: NEVER,
+            gen: 0,
+        }
     }
 }
 
@@ -79,7 +88,14 @@ impl<K: 'static, V: 'static> TimeSettings<K, V> {
 
     /// `(expire_at, hard)` for a value written at `now`. `previous` is the entry's current
     /// `expire_at` when this write replaces a value.
-    fn on_write(&self, key: &K, value: &V, now: u64, ttl: Option<Duration>, previous: Option<u64>) -> (u64, u64) {
+    fn on_write(
+        &self,
+        key: &K,
+        value: &V,
+        now: u64,
+        ttl: Option<Duration>,
+        previous: Option<u64>,
+    ) -> (u64, u64) {
         let hard = ttl.or(self.ttl).map_or(NEVER, |d| Epoch::after(now, d));
         let variable = if let Some(exp) = &self.expiry {
             let at = self.epoch.instant(now);
@@ -98,7 +114,12 @@ impl<K: 'static, V: 'static> TimeSettings<K, V> {
     pub(crate) fn on_read(&self, entry: &Entry<K, V>, timing: &Timing, now: u64) -> Option<u64> {
         let current = timing.expire_at.load(Ordering::Relaxed);
         let next = if let Some(exp) = &self.expiry {
-            let d = exp.expire_after_read(&entry.key, &entry.value, self.epoch.instant(now), Self::remaining(now, current));
+            let d = exp.expire_after_read(
+                &entry.key,
+                &entry.value,
+                self.epoch.instant(now),
+                Self::remaining(now, current),
+            );
             d.map_or(NEVER, |d| Epoch::after(now, d))
         } else if let Some(tti) = self.tti {
             Epoch::after(now, tti)
@@ -175,7 +196,13 @@ pub(crate) fn read_record(slot: u32, hash: u64) -> u64 {
 }
 
 impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
-    pub(crate) fn new(policy: Box<dyn Policy>, capacity: u64, reserve: usize, stripes: usize, now: u64) -> Self {
+    pub(crate) fn new(
+        policy: Box<dyn Policy>,
+        capacity: u64,
+        reserve: usize,
+        stripes: usize,
+        now: u64,
+    ) -> Self {
         Shard {
             reads: ReadBuffer::new(stripes),
             table: HashTable::with_capacity(reserve),
@@ -263,12 +290,23 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
 
     /// Bounded housekeeping: replay reads, reclaim up to `EXPIRY_BUDGET` expired entries.
     /// Returns `true` when no expired entry is known to be left.
-    pub(crate) fn maintain<S: BuildHasher>(&mut self, hasher: &S, now: u64, out: &mut Removed<K, V>) -> (bool, u64) {
+    pub(crate) fn maintain<S: BuildHasher>(
+        &mut self,
+        hasher: &S,
+        now: u64,
+        out: &mut Removed<K, V>,
+    ) -> (bool, u64) {
         self.drain_reads();
         self.expire(hasher, now, EXPIRY_BUDGET, out)
     }
 
-    fn expire<S: BuildHasher>(&mut self, hasher: &S, now: u64, budget: usize, out: &mut Removed<K, V>) -> (bool, u64) {
+    fn expire<S: BuildHasher>(
+        &mut self,
+        hasher: &S,
+        now: u64,
+        budget: usize,
+        out: &mut Removed<K, V>,
+    ) -> (bool, u64) {
         if !self.timed {
             return (true, 0);
         }
@@ -332,12 +370,22 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
 
     /// Evicts until the policy's weight fits the capacity. `candidate` is the slot just
     /// written: if the policy evicts it, the admission filter rejected it.
-    fn evict_to_capacity<S: BuildHasher>(&mut self, hasher: &S, candidate: Option<u32>, out: &mut Removed<K, V>, outcome: &mut WriteOutcome) {
+    fn evict_to_capacity<S: BuildHasher>(
+        &mut self,
+        hasher: &S,
+        candidate: Option<u32>,
+        out: &mut Removed<K, V>,
+        outcome: &mut WriteOutcome,
+    ) {
         while self.policy.weighted_size() > self.capacity {
             let Some(victim) = self.policy.evict() else { break };
             if self.slab.get(victim as usize).is_none_or(|s| s.is_none()) {
                 // A policy that breaks its contract must not corrupt the map; stop evicting.
-                debug_assert!(false, "policy {} evicted a vacant slot {victim}", self.policy.name());
+                debug_assert!(
+                    false,
+                    "policy {} evicted a vacant slot {victim}",
+                    self.policy.name()
+                );
                 break;
             }
             if Some(victim) == candidate {
@@ -401,10 +449,13 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
                 } else {
                     (NEVER, NEVER)
                 };
-                let entry = self.slab[slot as usize].as_mut().unwrap_or_else(|| unreachable!("found in table"));
+                let entry = self.slab[slot as usize]
+                    .as_mut()
+                    .unwrap_or_else(|| unreachable!("found in table"));
                 let old = std::mem::replace(&mut entry.value, value);
                 let old_key = std::mem::replace(&mut entry.key, key);
-                let cause = if was_expired { RemovalCause::Expired } else { RemovalCause::Replaced };
+                let cause =
+                    if was_expired { RemovalCause::Expired } else { RemovalCause::Replaced };
                 out.push(old_key, old, cause);
                 self.policy.on_update(slot, weight);
                 if timed {
@@ -414,12 +465,18 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
                 slot
             }
             None => {
-                let (expire_at, hard) = if timed { time.on_write(&key, &value, now, ttl, None) } else { (NEVER, NEVER) };
+                let (expire_at, hard) = if timed {
+                    time.on_write(&key, &value, now, ttl, None)
+                } else {
+                    (NEVER, NEVER)
+                };
                 let slot = self.alloc_slot();
                 self.slab[slot as usize] = Some(Entry { key, value });
                 let Shard { table, slab, .. } = self;
                 table.insert_unique(hash, slot, |&j| {
-                    hasher.hash_one(&slab[j as usize].as_ref().unwrap_or_else(|| unreachable!("occupied")).key)
+                    hasher.hash_one(
+                        &slab[j as usize].as_ref().unwrap_or_else(|| unreachable!("occupied")).key,
+                    )
                 });
                 self.policy.on_insert(slot, hash, weight);
                 if timed {
@@ -435,7 +492,14 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
 
     /// Removes `key` if present. Returns the value if it was live, and whether an entry
     /// (live or expired) was taken out.
-    pub(crate) fn remove<Q, S>(&mut self, hasher: &S, hash: u64, key: &Q, now: u64, out: &mut Removed<K, V>) -> Option<V>
+    pub(crate) fn remove<Q, S>(
+        &mut self,
+        hasher: &S,
+        hash: u64,
+        key: &Q,
+        now: u64,
+        out: &mut Removed<K, V>,
+    ) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -516,7 +580,12 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
     }
 
     /// Changes the capacity and evicts down to it.
-    pub(crate) fn set_capacity<S: BuildHasher>(&mut self, hasher: &S, capacity: u64, out: &mut Removed<K, V>) -> u64 {
+    pub(crate) fn set_capacity<S: BuildHasher>(
+        &mut self,
+        hasher: &S,
+        capacity: u64,
+        out: &mut Removed<K, V>,
+    ) -> u64 {
         self.capacity = capacity;
         self.policy.set_capacity(capacity);
         self.drain_reads();
@@ -537,7 +606,13 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
 
     /// Clones up to `limit` live entries starting at slot `from`; returns the next slot to
     /// look at, or `None` at the end. For weakly consistent iteration.
-    pub(crate) fn snapshot_from(&self, from: usize, limit: usize, now: u64, into: &mut Vec<(K, V)>) -> Option<usize>
+    pub(crate) fn snapshot_from(
+        &self,
+        from: usize,
+        limit: usize,
+        now: u64,
+        into: &mut Vec<(K, V)>,
+    ) -> Option<usize>
     where
         K: Clone,
         V: Clone,

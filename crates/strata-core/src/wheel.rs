@@ -98,7 +98,12 @@ impl Wheel {
 
     /// Hands every record due by `now` to `on_due`, at most `budget` records in all (due or
     /// moved between levels). Returns `true` when nothing due by `now` is left.
-    pub(crate) fn advance(&mut self, now: u64, mut budget: usize, mut on_due: impl FnMut(Rec) -> Due) -> bool {
+    pub(crate) fn advance(
+        &mut self,
+        now: u64,
+        mut budget: usize,
+        mut on_due: impl FnMut(Rec) -> Due,
+    ) -> bool {
         let target = tick(now);
         loop {
             while let Some(rec) = self.due.pop() {

@@ -17,7 +17,8 @@ fn recording(capacity: u64) -> (Cache<u32, u32>, Events) {
 #[test]
 fn builder_rejects_nonsense_with_clear_errors() {
     use std::time::Duration;
-    let cases: Vec<(&str, Result<Cache<u32, u32>, Error>)> = vec![
+    type Built = Result<Cache<u32, u32>, Error>;
+    let cases: Vec<(&str, Built)> = vec![
         ("nothing", Cache::builder().build()),
         ("zero capacity", Cache::builder().max_capacity(0).build()),
         ("zero ttl", Cache::builder().max_capacity(1).time_to_live(Duration::ZERO).build()),
@@ -32,7 +33,10 @@ fn builder_rejects_nonsense_with_clear_errors() {
         let err = result.expect_err(what);
         assert!(!err.to_string().is_empty(), "{what}: {err}");
     }
-    assert_eq!(Cache::<u32, u32>::builder().max_capacity(0).build().unwrap_err(), Error::ZeroCapacity);
+    assert_eq!(
+        Cache::<u32, u32>::builder().max_capacity(0).build().unwrap_err(),
+        Error::ZeroCapacity
+    );
 }
 
 #[test]
@@ -57,7 +61,10 @@ fn basic_operations_agree_with_their_documentation() {
     assert_eq!(cache.remove(&1), Some(11));
     assert_eq!(cache.remove(&1), None);
     assert!(!cache.contains_key(&1));
-    assert_eq!(*events.lock().unwrap(), vec![(1, 10, RemovalCause::Replaced), (1, 11, RemovalCause::Explicit)]);
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![(1, 10, RemovalCause::Replaced), (1, 11, RemovalCause::Explicit)]
+    );
 
     for k in 0..10 {
         cache.insert(k, k);
@@ -89,8 +96,13 @@ fn capacity_is_a_hard_bound_for_every_policy_and_listener_sees_size_evictions() 
             cache.insert(k, k);
             assert!(cache.entry_count() <= 50, "{policy:?}: {} entries", cache.entry_count());
         }
-        let evicted = events.lock().unwrap().iter().filter(|(_, _, c)| *c == RemovalCause::Size).count();
-        assert_eq!(evicted as u64 + cache.entry_count(), 1000, "{policy:?}: every key is held or was evicted");
+        let evicted =
+            events.lock().unwrap().iter().filter(|(_, _, c)| *c == RemovalCause::Size).count();
+        assert_eq!(
+            evicted as u64 + cache.entry_count(),
+            1000,
+            "{policy:?}: every key is held or was evicted"
+        );
     }
 }
 
@@ -169,7 +181,8 @@ fn borrowed_lookups_work_with_string_keys() {
 
 #[test]
 fn stats_can_be_turned_off() {
-    let cache: Cache<u32, u32> = Cache::builder().max_capacity(10).record_stats(false).build().unwrap();
+    let cache: Cache<u32, u32> =
+        Cache::builder().max_capacity(10).record_stats(false).build().unwrap();
     cache.insert(1, 1);
     cache.get(&1);
     cache.get(&2);

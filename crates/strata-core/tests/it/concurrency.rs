@@ -74,7 +74,8 @@ fn mixed_operations_from_many_threads_keep_every_invariant() {
 /// Single flight under contention: many threads, many keys, each key's loader runs once.
 #[test]
 fn single_flight_runs_each_loader_exactly_once_under_contention() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let cache: Cache<u64, u64> = Cache::builder().max_capacity(10_000).build().unwrap();
     let calls: Arc<Vec<AtomicU64>> = Arc::new((0..100).map(|_| AtomicU64::new(0)).collect());
     rt.block_on(async {

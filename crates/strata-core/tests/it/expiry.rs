@@ -4,11 +4,17 @@ use strata_core::{Cache, Expiry, ManualClock, RemovalCause};
 
 const S: Duration = Duration::from_secs(1);
 
-fn clocked(b: strata_core::CacheBuilder<u32, u32>) -> (Cache<u32, u32>, Arc<ManualClock>, Arc<Mutex<Vec<(u32, RemovalCause)>>>) {
+type Events = Arc<Mutex<Vec<(u32, RemovalCause)>>>;
+
+fn clocked(b: strata_core::CacheBuilder<u32, u32>) -> (Cache<u32, u32>, Arc<ManualClock>, Events) {
     let clock = Arc::new(ManualClock::new());
-    let events: Arc<Mutex<Vec<(u32, RemovalCause)>>> = Arc::default();
+    let events: Events = Arc::default();
     let e = Arc::clone(&events);
-    let cache = b.clock(clock.clone()).removal_listener(move |k, _, c| e.lock().unwrap().push((k, c))).build().unwrap();
+    let cache = b
+        .clock(clock.clone())
+        .removal_listener(move |k, _, c| e.lock().unwrap().push((k, c)))
+        .build()
+        .unwrap();
     (cache, clock, events)
 }
 
@@ -37,7 +43,8 @@ fn writes_reset_the_time_to_live() {
 
 #[test]
 fn time_to_idle_extends_on_read_but_never_past_time_to_live() {
-    let (cache, clock, _) = clocked(Cache::builder().max_capacity(10).time_to_idle(3 * S).time_to_live(10 * S));
+    let (cache, clock, _) =
+        clocked(Cache::builder().max_capacity(10).time_to_idle(3 * S).time_to_live(10 * S));
     cache.insert(1, 1);
     for _ in 0..4 {
         clock.advance(2 * S);
@@ -67,7 +74,8 @@ fn expired_entries_are_reclaimed_without_reads_and_reported() {
 
 #[test]
 fn writes_reclaim_expired_entries_a_bounded_number_at_a_time() {
-    let (cache, clock, events) = clocked(Cache::builder().max_capacity(10_000).shards(1).time_to_live(S));
+    let (cache, clock, events) =
+        clocked(Cache::builder().max_capacity(10_000).shards(1).time_to_live(S));
     for k in 0..1000 {
         cache.insert(k, k);
     }
@@ -108,14 +116,26 @@ impl Expiry<u32, u32> for ByValue {
     fn expire_after_create(&self, _: &u32, v: &u32, _: Instant) -> Option<Duration> {
         (*v > 0).then(|| *v * S)
     }
-    fn expire_after_read(&self, _: &u32, v: &u32, _: Instant, remaining: Option<Duration>) -> Option<Duration> {
+    fn expire_after_read(
+        &self,
+        _: &u32,
+        v: &u32,
+        _: Instant,
+        remaining: Option<Duration>,
+    ) -> Option<Duration> {
         if *v == 7 {
             Some(S)
         } else {
             remaining
         }
     }
-    fn expire_after_update(&self, _: &u32, v: &u32, _: Instant, _: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _: &u32,
+        v: &u32,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         Some(*v * S)
     }
 }

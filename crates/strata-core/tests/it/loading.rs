@@ -72,7 +72,10 @@ async fn a_cancelled_loader_does_not_wedge_the_key() {
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     leader.abort();
-    let v = tokio::time::timeout(Duration::from_secs(5), follower).await.expect("follower finished").unwrap();
+    let v = tokio::time::timeout(Duration::from_secs(5), follower)
+        .await
+        .expect("follower finished")
+        .unwrap();
     assert_eq!(v, "second");
 }
 
@@ -91,7 +94,8 @@ async fn a_panicking_loader_does_not_wedge_the_key() {
     let c = cache.clone();
     let follower = tokio::spawn(async move { c.get_with(1, async { "ok".to_string() }).await });
     assert!(panicked.await.is_err());
-    let v = tokio::time::timeout(Duration::from_secs(5), follower).await.expect("no wedge").unwrap();
+    let v =
+        tokio::time::timeout(Duration::from_secs(5), follower).await.expect("no wedge").unwrap();
     assert_eq!(v, "ok");
 }
 

@@ -1,0 +1,187 @@
+//! strata-wal throughput: appends/s per sync policy, record size and appender count; group
+//! commit against one fsync per append; recovery MB/s from the page cache; and the machine's
+//! raw fsync rate, the physical limit for `SyncPolicy::Always`.
+//!
+//! Run with `cargo bench -p strata-benches --bench wal`. Sample counts and times are small so
+//! the whole run takes about two minutes; a summary with the group-commit ratio is printed at
+//! the end.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_wal::{SyncPolicy, Wal};
+
+const THREADS: [usize; 2] = [1, 8];
+const SIZES: [usize; 2] = [64, 4096];
+
+fn policies() -> [(&'static str, SyncPolicy, bool); 4] {
+    [
+        ("always", SyncPolicy::Always, true),
+        ("always-no-group-commit", SyncPolicy::Always, false),
+        ("interval-10ms", SyncPolicy::Interval(Duration::from_millis(10)), true),
+        ("never", SyncPolicy::Never, true),
+    ]
+}
+
+fn open(dir: &std::path::Path, policy: SyncPolicy, group: bool) -> Wal {
+    Wal::builder(dir)
+        .sync_policy(policy)
+        .group_commit(group)
+        .max_record_size(64 << 10)
+        .open()
+        .expect("open a WAL in a fresh temporary directory")
+}
+
+/// Appends `total` records of `size` bytes from `threads` threads and returns the time taken.
+fn run_appends(wal: &Wal, threads: usize, size: usize, total: u64) -> Duration {
+    let payload = vec![0xa5u8; size];
+    let per = total.div_ceil(threads as u64);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let payload = &payload;
+            s.spawn(move || {
+                for _ in 0..per {
+                    wal.append(payload).expect("append");
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn appends(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wal_append");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for (name, policy, gc) in policies() {
+        for size in SIZES {
+            for threads in THREADS {
+                // One fsync per append is only interesting beside group commit (8 appenders).
+                if !gc && threads == 1 {
+                    continue;
+                }
+                group.throughput(Throughput::Elements(1));
+                let id = BenchmarkId::new(format!("{name}/{size}B"), format!("{threads}t"));
+                group.bench_function(id, |b| {
+                    b.iter_custom(|iters| {
+                        let tmp = tempfile::tempdir().expect("tempdir");
+                        let wal = open(tmp.path(), policy, gc);
+                        let took = run_appends(&wal, threads, size, iters);
+                        wal.close().expect("close");
+                        took
+                    });
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+/// Writes a log of about `bytes` bytes of `size`-byte records; returns the directory and the
+/// exact bytes of its segments.
+fn prepared_log(bytes: u64, size: usize) -> (tempfile::TempDir, u64) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wal = open(tmp.path(), SyncPolicy::Never, true);
+    let payload = vec![0x5au8; size];
+    for _ in 0..bytes / size as u64 {
+        wal.append(&payload).expect("append");
+    }
+    wal.close().expect("close");
+    drop(wal);
+    let total = std::fs::read_dir(tmp.path())
+        .expect("read_dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    (tmp, total)
+}
+
+fn recover_and_replay(dir: &std::path::Path) -> u64 {
+    let wal = Wal::builder(dir)
+        .max_record_size(64 << 10)
+        .sync_policy(SyncPolicy::Never)
+        .open()
+        .expect("open");
+    let mut n = 0;
+    for r in wal.replay().expect("replay") {
+        n += r.expect("record").payload.len() as u64;
+    }
+    n
+}
+
+fn recovery(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wal_recovery");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for size in SIZES {
+        let (tmp, total) = prepared_log(128 << 20, size);
+        // Warm the page cache so the figure is the decoder's, not the disk's.
+        recover_and_replay(tmp.path());
+        group.throughput(Throughput::Bytes(total));
+        group.bench_function(BenchmarkId::new("open+replay", format!("{size}B")), |b| {
+            b.iter(|| recover_and_replay(tmp.path()));
+        });
+    }
+    group.finish();
+}
+
+fn raw_fsync(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wal_fsync_raw");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(1));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut file = std::fs::File::create(tmp.path().join("f")).expect("create");
+    group.bench_function("write64+fdatasync", |b| {
+        b.iter(|| {
+            file.write_all(&[0u8; 64]).expect("write");
+            file.sync_data().expect("fdatasync");
+        });
+    });
+    group.finish();
+}
+
+/// A plain-timed comparison printed beside criterion's figures: raw fsync rate, and group
+/// commit against one fsync per append with 8 appenders of 64-byte records.
+fn summary(_: &mut Criterion) {
+    let window = Duration::from_secs(2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut file = std::fs::File::create(tmp.path().join("f")).expect("create");
+    let start = Instant::now();
+    let mut syncs = 0u64;
+    while start.elapsed() < window {
+        file.write_all(&[0u8; 64]).expect("write");
+        file.sync_data().expect("fdatasync");
+        syncs += 1;
+    }
+    let fsync_rate = syncs as f64 / start.elapsed().as_secs_f64();
+    let rate = |gc: bool| {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let wal = Arc::new(open(tmp.path(), SyncPolicy::Always, gc));
+        // Size the run from the fsync rate so each side takes about two seconds.
+        let total = ((fsync_rate * 2.0) as u64).max(64) * if gc { 8 } else { 1 };
+        let took = run_appends(&wal, 8, 64, total);
+        total as f64 / took.as_secs_f64()
+    };
+    let single = rate(false);
+    let grouped = rate(true);
+    println!("\nwal summary: raw fdatasync {fsync_rate:.0}/s; Always, 8 appenders, 64 B: one fsync per append {single:.0} appends/s, group commit {grouped:.0} appends/s ({:.1}x)", grouped / single);
+}
+
+// `criterion_group!` defines an undocumented public function; it is not API.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(benches, raw_fsync, appends, recovery, summary);
+}
+use group::benches;
+criterion_main!(benches);
