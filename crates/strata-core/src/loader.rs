@@ -8,7 +8,9 @@
 //! - A caller that finds no entry inserts one and becomes the *leader*, holding the sender.
 //!   Everyone else clones the receiver and waits.
 //! - The leader writes its value to the cache first, then removes the table entry, then
-//!   sends. A caller arriving in between finds the value in the cache.
+//!   sends. A caller arriving in between finds the value in the cache. A caller that
+//!   becomes leader looks in the cache once more before loading, because its first miss
+//!   may predate the previous leader's insert.
 //! - If the leader's future is dropped or its loader panics, a guard removes the entry and
 //!   drops the sender without a value; waiters see the channel close and start over, and
 //!   one of them leads with its own loader. No key is ever wedged.
@@ -138,6 +140,13 @@ where
                 Role::Leader(tx) => {
                     let mut guard =
                         LeaderGuard { table, key: Some((key.clone(), TypeId::of::<E>())) };
+                    // We may have missed just before the previous leader inserted its value
+                    // and left the table; it inserts before it leaves, so look again.
+                    if let Some(v) = self.get(&key) {
+                        guard.release();
+                        let _ = tx.send(Some(Ok(v.clone())));
+                        return Ok(v);
+                    }
                     let Some(init) = init.take() else {
                         // Our own loader was already used up by an earlier, cancelled turn as
                         // leader; that cannot happen because a cancelled turn cancels us.
@@ -226,7 +235,15 @@ where
                     let (tx, rx) = watch::channel(None);
                     t.insert((key.clone(), id), Box::new(rx));
                     drop(t);
-                    guards.push(LeaderGuard { table, key: Some((key.clone(), id)) });
+                    let mut guard = LeaderGuard { table, key: Some((key.clone(), id)) };
+                    // As in `try_get_with`: a previous leader may have inserted since our miss.
+                    if let Some(v) = self.get(&key) {
+                        guard.release();
+                        let _ = tx.send(Some(Ok(v.clone())));
+                        found.insert(key, v);
+                        continue;
+                    }
+                    guards.push(guard);
                     senders.insert(key.clone(), tx);
                     leading.push(key);
                 }
