@@ -378,9 +378,9 @@ where
     /// Iterates over clones of the live entries.
     ///
     /// Weakly consistent, like a `ConcurrentHashMap` iterator: it never blocks writers for
-    /// long (it copies a few entries at a time), never yields a key twice, and sees every
-    /// entry that stays in the cache for the whole iteration; entries written or removed
-    /// meanwhile may or may not appear.
+    /// long (it copies a few entries at a time) and yields every entry that stays in the
+    /// cache, unchanged, for the whole iteration. Entries written or removed meanwhile may or
+    /// may not appear, and a key removed and written again meanwhile may appear twice.
     pub fn iter(&self) -> Iter<K, V, S> {
         Iter { cache: self.clone(), shard: 0, next: Some(0), buf: Vec::new() }
     }
