@@ -3,8 +3,11 @@
 //! Cargo is invoked through `$CARGO` with argument vectors, never shell strings, so the
 //! jobs run anywhere the toolchain does.
 
+#![forbid(unsafe_code)]
+
 mod audit;
 mod hitratio;
+mod wal;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -15,9 +18,12 @@ usage: cargo xtask <job> [args]
 
 jobs:
   lint        cargo fmt --check, clippy -D warnings on every target, cargo doc with warnings denied
-  test        every test of the workspace (unit, integration, doc), then the loom models
+  test        every test of the workspace (unit, integration, doc), the loom models, a short stress
+  stress      the main job: Strata under mixed concurrent load, checked as it runs [--secs N] [--threads T]
+  bench       side-by-side throughput and memory: strata vs moka vs quick_cache [--quick]
   loom        the loom models alone (RUSTFLAGS=--cfg strata_loom)
   audit       advisories (offline RustSec DB), license allow-list, unsafe count and forbid rule
+  wal-check   validate a write-ahead log directory, like redis-check-aof: wal-check DIR [--repair]
   hitratio    replay cache traces through every policy, strata-core, moka and quick_cache (release)
 ";
 
@@ -30,7 +36,10 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "loom" => loom(),
         "audit" => audit::run(&rest),
+        "stress" => release_bin("stress", &rest),
+        "bench" => release_bin("compare", &rest),
         "hitratio" => hitratio::run(&rest),
+        "wal-check" => wal::wal_check(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
@@ -75,7 +84,15 @@ fn test(extra: &[String]) -> Result<()> {
     let mut t = cargo();
     t.args(["test", "--workspace", "--all-features"]).args(extra);
     run(t)?;
-    loom()
+    loom()?;
+    release_bin("stress", &["--secs".into(), "10".into()])
+}
+
+/// Builds and runs one of the release binaries of `strata-benches` (stress, compare).
+fn release_bin(bin: &str, args: &[String]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--quiet", "-p", "strata-benches", "--bin", bin, "--"]).args(args);
+    run(cmd)
 }
 
 fn loom() -> Result<()> {
