@@ -52,9 +52,8 @@ impl fmt::Debug for FileBytes {
 }
 
 /// Holds a directory lock; dropping it releases the lock.
-pub struct LockGuard(
-    #[allow(dead_code, reason = "held only for its Drop")] Box<dyn Any + Send + Sync>,
-);
+// The field is never read: it is held only for its `Drop`, which releases the lock.
+pub struct LockGuard(#[allow(dead_code)] Box<dyn Any + Send + Sync>);
 
 impl LockGuard {
     /// Wraps whatever object releases the lock when dropped.

@@ -1,8 +1,7 @@
 //! The one place that needs `unsafe`: mapping a log file read-only for recovery.
-#![allow(
-    unsafe_code,
-    reason = "memory-mapping a file is unsafe in memmap2's API; see SAFETY below"
-)]
+// Memory-mapping a file is unsafe in memmap2's API; this module is the only exception to the
+// workspace's `unsafe_code = "deny"`, and the SAFETY comment below says why it is sound.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
