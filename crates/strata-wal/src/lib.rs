@@ -11,7 +11,7 @@
 //!
 //! How it is built:
 //!
-//! - [`format`] is the on-disk format: a 24-byte file header (magic, version, id, CRC32C) and
+//! - [`format`](mod@format) is the on-disk format: a 24-byte file header (magic, version, id, CRC32C) and
 //!   record frames (CRC32C, length, type, sequence number, payload). Pure functions, no IO.
 //! - [`FileSystem`] is the seam to the disk: [`StdFs`] uses real files (read back through
 //!   `memmap2`), [`fault::FaultFs`] is an in-memory disk that fails, tears and forgets writes.
