@@ -119,10 +119,28 @@ impl FaultFs {
     /// its last directory sync, every file to its last sync, open handles and locks die, and
     /// pending faults are cleared.
     pub fn restart(&self) {
+        self.restart_keeping(|_| 0);
+    }
+
+    /// Like [`FaultFs::restart`], but each file keeps the first `keep(unsynced)` bytes of what
+    /// was appended after its last sync, as when the kernel wrote some dirty pages back before
+    /// the power went: unsynced data may survive, in part, and a record may be torn.
+    pub fn restart_keeping(&self, mut keep: impl FnMut(usize) -> usize) {
         let mut s = self.state.lock();
         s.names = s.durable_names.clone();
         for node in s.nodes.values_mut() {
-            node.data = node.synced.clone();
+            let kept = if node.data.starts_with(&node.synced) {
+                let extra = node.data.len() - node.synced.len();
+                node.synced.len() + keep(extra).min(extra)
+            } else {
+                node.synced.len()
+            };
+            if node.data.starts_with(&node.synced) {
+                node.data.truncate(kept);
+            } else {
+                node.data = node.synced.clone();
+            }
+            node.synced.clone_from(&node.data);
         }
         let live: BTreeSet<u64> = s.names.values().copied().collect();
         s.nodes.retain(|id, _| live.contains(id));
