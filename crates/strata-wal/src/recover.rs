@@ -33,7 +33,8 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // The log adds one to segment ids; u64::MAX cannot be one of its names.
+    digits.parse().ok().filter(|&id| id != u64::MAX)
 }
 
 pub(crate) fn parse_snapshot_name(name: &str) -> Option<u64> {
@@ -101,11 +102,16 @@ impl Manifest {
                 supported: format::FORMAT_VERSION,
             });
         }
-        Ok(Manifest {
+        let m = Manifest {
             checkpoint_id: u64_at(12),
             covered_seq: u64_at(20),
             first_segment: u64_at(28),
-        })
+        };
+        // The log adds one to each of these; a value at the top of the range cannot be ours.
+        if m.checkpoint_id == u64::MAX || m.covered_seq == u64::MAX || m.first_segment == u64::MAX {
+            return Err(corrupt("a counter is out of range"));
+        }
+        Ok(m)
     }
 }
 
@@ -174,6 +180,10 @@ pub(crate) fn step(bytes: &[u8], pos: usize, max: usize, last_seq: u64, salvage:
     }
     let kind = match format::decode_frame(&bytes[pos..], max) {
         Ok(frame) if frame.ty != RecordType::Data => CorruptionKind::BadRecordType(2),
+        // u64::MAX is never a valid sequence number: the log could not number the next record.
+        Ok(frame) if frame.seq == u64::MAX => {
+            CorruptionKind::SequenceGap { expected: last_seq.wrapping_add(1), found: frame.seq }
+        }
         Ok(frame) if frame.seq == last_seq.wrapping_add(1) || (salvage && frame.seq > last_seq) => {
             let next = pos + frame.encoded_len();
             return Step::Record(frame, next);

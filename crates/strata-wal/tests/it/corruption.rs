@@ -175,3 +175,23 @@ fn damage_before_the_last_segment_is_never_a_torn_tail() -> anyhow::Result<()> {
     ));
     Ok(())
 }
+
+#[test]
+fn hostile_counters_at_the_top_of_the_range_are_refused() -> anyhow::Result<()> {
+    use strata_wal::format::{encode_frame, encode_header, FileKind, RecordType};
+    // A well-formed frame (valid CRC) claiming the last possible sequence number: the log could
+    // not number a record after it, so it is treated as damage in every mode.
+    let mut seg = encode_header(FileKind::Segment, 1).to_vec();
+    encode_frame(&mut seg, RecordType::Data, 1, b"one");
+    encode_frame(&mut seg, RecordType::Data, u64::MAX, b"max");
+    let files = [(dir().join(format!("{:020}.wal", 1)), seg)];
+    for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::SkipCorrupt] {
+        let fs = disk_with(&files);
+        let (wal, records) = open_replay(&fs, mode)?;
+        assert_eq!(records.len(), 1, "{mode:?}");
+        assert_eq!(wal.append(b"two")?, 2);
+    }
+    let fs = disk_with(&files);
+    assert!(open_replay(&fs, RecoveryMode::AbsoluteConsistency).is_err());
+    Ok(())
+}
