@@ -1,28 +1,25 @@
-//! A count-min sketch of 4-bit counters with a doorkeeper and periodic aging: the frequency
-//! histogram TinyLFU admits by (Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient
-//! Cache Admission Policy", ACM TOS 2017).
+//! A count-min sketch of 4-bit counters with periodic aging and an optional doorkeeper: the
+//! frequency histogram TinyLFU admits by (Einziger, Friedman and Manes, "TinyLFU: A Highly
+//! Efficient Cache Admission Policy", ACM TOS 2017).
 //!
 //! - Four counters per key, one per row, each 4 bits and saturating at 15; a key's estimate is
 //!   the smallest of its four.
-//! - The doorkeeper is a Bloom filter that absorbs a key's first occurrence in each sample
-//!   period, so the many keys seen once never touch the counters, which therefore can be few.
-//! - After `sample_size` recorded events every counter is halved and the doorkeeper cleared,
-//!   so old popularity fades and the sketch follows a changing workload.
+//! - After `sample_size` (10 times the expected entry count) recorded events every counter is
+//!   halved, so old popularity fades and the sketch follows a changing workload.
+//! - The optional doorkeeper is a Bloom filter that absorbs a key's first occurrence in each
+//!   sample period, so keys seen once never touch the counters; it is cleared at each aging.
 //!
-//! Size: for `n` expected entries, `n / 2` rounded up to a power of two of 64-bit words
-//! (8 counters, 4 bytes, per entry) plus a doorkeeper of `8 n` bits rounded up to a power of
-//! two (1 byte per entry): about 5 bytes per entry.
+//! Size, for `n` expected entries: without a doorkeeper, 16 counters per entry (8 bytes,
+//! Caffeine's sizing); with one, 8 counters (4 bytes) plus 32 doorkeeper bits (4 bytes) per
+//! entry, the same 8 bytes. On the shared traces (docs/benchmarks.md) the plain sketch closed
+//! about 2.5 points more of the LRU-to-OPT gap than the doorkeeper at equal memory, and a
+//! doorkeeper of 1 bit per entry saturated and lost several points on loop and search traces;
+//! halving the plain sketch to 4 bytes per entry cost about 3 points. Hence the default.
 
 use crate::rng::mix64;
 
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
-/// Counters per expected entry (4 bits each): 8 gives 4 bytes per entry, and measured hit
-/// ratios on the shared traces were within noise of Caffeine's 16.
-const COUNTERS_PER_ENTRY: usize = 8;
-/// Doorkeeper bits per expected entry: at 8, a sample period's worth of one-time keys
-/// (up to 10 per entry) leaves the two-hash Bloom filter mostly unsaturated; at 1 bit per
-/// entry it saturated and measurably hurt loop and search traces.
-const DOOR_BITS_PER_ENTRY: usize = 8;
+const ONE_MASK: u64 = 0x1111_1111_1111_1111;
 /// The largest sketch we size for, in entries; larger caches share counters.
 const MAX_ENTRIES: usize = 1 << 26;
 
@@ -30,6 +27,7 @@ const MAX_ENTRIES: usize = 1 << 26;
 pub(crate) struct FrequencySketch {
     table: Vec<u64>,
     table_mask: u64,
+    /// Empty when there is no doorkeeper.
     door: Vec<u64>,
     door_mask: u64,
     /// Events recorded in the current sample period.
@@ -42,20 +40,25 @@ pub(crate) struct FrequencySketch {
 
 impl FrequencySketch {
     /// A sketch for about `entries` resident keys; `salt` keys the index functions.
-    pub(crate) fn new(entries: usize, salt: u64) -> Self {
+    pub(crate) fn new(entries: usize, salt: u64, doorkeeper: bool) -> Self {
         let entries = entries.clamp(16, MAX_ENTRIES);
-        let words = (entries * COUNTERS_PER_ENTRY / 16).next_power_of_two();
-        let door_bits = (entries * DOOR_BITS_PER_ENTRY).next_power_of_two().max(64);
+        let (counters_per_entry, door_bits_per_entry) = if doorkeeper { (8, 32) } else { (16, 0) };
+        let words = (entries * counters_per_entry / 16).next_power_of_two();
+        let door_bits = (entries * door_bits_per_entry).next_power_of_two().max(64);
         FrequencySketch {
             table: vec![0; words],
             table_mask: words as u64 - 1,
-            door: vec![0; door_bits / 64],
+            door: if doorkeeper { vec![0; door_bits / 64] } else { Vec::new() },
             door_mask: door_bits as u64 - 1,
             additions: 0,
             sample_size: 10 * entries as u64,
             entries,
             salt,
         }
+    }
+
+    pub(crate) fn has_doorkeeper(&self) -> bool {
+        !self.door.is_empty()
     }
 
     /// The number of events between two agings.
@@ -68,7 +71,8 @@ impl FrequencySketch {
     /// the first overshoot would wipe the counts of every unweighted cache as it fills.)
     pub(crate) fn ensure_capacity(&mut self, entries: usize) {
         if entries > 2 * self.entries && self.entries < MAX_ENTRIES {
-            *self = FrequencySketch::new(entries.saturating_mul(2), self.salt);
+            let doorkeeper = !self.door.is_empty();
+            *self = FrequencySketch::new(entries.saturating_mul(2), self.salt, doorkeeper);
         }
     }
 
@@ -89,11 +93,17 @@ impl FrequencySketch {
         [h2 & self.door_mask, (h2 >> 32) & self.door_mask]
     }
 
+    /// Whether the doorkeeper has seen the key this period (always true without one).
     fn in_door(&self, h2: u64) -> bool {
-        self.door_bits(h2).iter().all(|&b| self.door[(b >> 6) as usize] & (1 << (b & 63)) != 0)
+        self.door.is_empty()
+            || self
+                .door_bits(h2)
+                .iter()
+                .all(|&b| self.door[(b >> 6) as usize] & (1 << (b & 63)) != 0)
     }
 
-    /// The estimated number of events for `tag` in the recent past (0..=16).
+    /// The estimated number of events for `tag` in the recent past (0..=15, or 0..=16 with a
+    /// doorkeeper).
     pub(crate) fn frequency(&self, tag: u32) -> u8 {
         let (h1, h2) = self.hashes(tag);
         let mut min = 15u64;
@@ -101,46 +111,48 @@ impl FrequencySketch {
             let (w, s) = self.counter(h1, h2, i);
             min = min.min((self.table[w] >> s) & 15);
         }
-        min as u8 + u8::from(self.in_door(h2))
+        let door = !self.door.is_empty() && self.in_door(h2);
+        min as u8 + u8::from(door)
     }
 
     /// Records one event (a read or a write) for `tag`.
     pub(crate) fn increment(&mut self, tag: u32) {
         let (h1, h2) = self.hashes(tag);
+        let mut added = false;
         if !self.in_door(h2) {
             for b in self.door_bits(h2) {
                 self.door[(b >> 6) as usize] |= 1 << (b & 63);
             }
+            added = true;
         } else {
-            // Conservative update: raise only the counters at the current minimum, which
-            // keeps collisions from inflating the estimates of cold keys.
-            let mut cells = [(0usize, 0u32); 4];
-            let mut min = 15u64;
-            for (i, cell) in cells.iter_mut().enumerate() {
-                *cell = self.counter(h1, h2, i as u64);
-                min = min.min((self.table[cell.0] >> cell.1) & 15);
-            }
-            if min < 15 {
-                for (w, s) in cells {
-                    if (self.table[w] >> s) & 15 == min {
-                        self.table[w] += 1 << s;
-                    }
+            for i in 0..4 {
+                let (w, s) = self.counter(h1, h2, i);
+                if (self.table[w] >> s) & 15 < 15 {
+                    self.table[w] += 1 << s;
+                    added = true;
                 }
             }
         }
-        self.additions += 1;
-        if self.additions >= self.sample_size {
-            self.age();
+        // Saturated keys do not advance the period, as in Caffeine: a few very hot keys
+        // should not age everyone else's history.
+        if added {
+            self.additions += 1;
+            if self.additions >= self.sample_size {
+                self.age();
+            }
         }
     }
 
     /// Halves every counter and clears the doorkeeper.
     fn age(&mut self) {
+        let mut odd = 0u64;
         for w in &mut self.table {
+            odd += u64::from((*w & ONE_MASK).count_ones());
             *w = (*w >> 1) & RESET_MASK;
         }
         self.door.iter_mut().for_each(|w| *w = 0);
-        self.additions /= 2;
+        // Each key's four counters lose their halves; the odd ones lose a rounding unit too.
+        self.additions = (self.additions / 2).saturating_sub(odd / 4);
     }
 
     pub(crate) fn clear(&mut self) {
@@ -156,31 +168,47 @@ mod tests {
 
     #[test]
     fn counts_grow_saturate_and_age() {
-        let mut s = FrequencySketch::new(1024, 7);
-        assert_eq!(s.frequency(42), 0);
-        s.increment(42);
-        assert_eq!(s.frequency(42), 1, "the doorkeeper absorbs the first event");
-        for _ in 0..40 {
+        for door in [false, true] {
+            let mut s = FrequencySketch::new(1024, 7, door);
+            assert_eq!(s.frequency(42), 0);
             s.increment(42);
+            assert_eq!(s.frequency(42), 1);
+            for _ in 0..40 {
+                s.increment(42);
+            }
+            let top = 15 + u8::from(door);
+            assert_eq!(s.frequency(42), top, "saturates (plus the doorkeeper bit)");
+            s.age();
+            assert_eq!(s.frequency(42), 7, "halved, and the doorkeeper cleared");
         }
-        assert_eq!(s.frequency(42), 16, "15 in the counters plus the doorkeeper bit");
-        s.age();
-        assert_eq!(s.frequency(42), 7);
+    }
+
+    #[test]
+    fn the_doorkeeper_absorbs_first_occurrences() {
+        let mut s = FrequencySketch::new(1024, 3, true);
+        for k in 0..100 {
+            s.increment(k);
+        }
+        // Every key was seen once: only doorkeeper bits are set, no counter moved.
+        assert!(s.table.iter().all(|&w| w == 0));
+        assert!((0..100).all(|k| s.frequency(k) == 1));
     }
 
     #[test]
     fn hot_keys_outrank_cold_ones_under_noise() {
-        let mut s = FrequencySketch::new(256, 1);
-        for round in 0..20u32 {
-            for k in 0..8 {
-                s.increment(k);
+        for door in [false, true] {
+            let mut s = FrequencySketch::new(256, 1, door);
+            for round in 0..20u32 {
+                for k in 0..8 {
+                    s.increment(k);
+                }
+                for k in 0..50 {
+                    s.increment(1000 + round * 50 + k);
+                }
             }
-            for k in 0..50 {
-                s.increment(1000 + round * 50 + k);
-            }
+            let cold_max = (1000..2000).map(|k| s.frequency(k)).max().unwrap_or(0);
+            let hot_min = (0..8).map(|k| s.frequency(k)).min().unwrap_or(0);
+            assert!(hot_min > cold_max, "door {door}: hot {hot_min} vs cold {cold_max}");
         }
-        let cold_max = (1000..2000).map(|k| s.frequency(k)).max().unwrap_or(0);
-        let hot_min = (0..8).map(|k| s.frequency(k)).min().unwrap_or(0);
-        assert!(hot_min > cold_max, "hot {hot_min} vs cold {cold_max}");
     }
 }

@@ -8,9 +8,9 @@ use strata_evict::{Policy, PolicyConfig, Slot};
 /// Every configuration under test: the recommended ones plus unusual parameters.
 fn configs() -> Vec<PolicyConfig> {
     let mut all = PolicyConfig::all();
-    all.push(PolicyConfig::TinyLfu { window_percent: 0, adaptive: true });
-    all.push(PolicyConfig::TinyLfu { window_percent: 100, adaptive: false });
-    all.push(PolicyConfig::TinyLfu { window_percent: 20, adaptive: true });
+    all.push(PolicyConfig::TinyLfu { window_percent: 0, adaptive: true, doorkeeper: false });
+    all.push(PolicyConfig::TinyLfu { window_percent: 100, adaptive: false, doorkeeper: true });
+    all.push(PolicyConfig::TinyLfu { window_percent: 20, adaptive: true, doorkeeper: true });
     all.push(PolicyConfig::S3Fifo { small_percent: 0 });
     all.push(PolicyConfig::S3Fifo { small_percent: 100 });
     all
@@ -255,7 +255,9 @@ fn names_round_trip_and_validation_rejects_nonsense() {
         assert_eq!(config.build(10, 0).name(), config.name());
         assert!(config.validate().is_ok());
     }
-    assert!(PolicyConfig::TinyLfu { window_percent: 101, adaptive: true }.validate().is_err());
+    assert!(PolicyConfig::TinyLfu { window_percent: 101, adaptive: true, doorkeeper: false }
+        .validate()
+        .is_err());
     assert!(PolicyConfig::S3Fifo { small_percent: 200 }.validate().is_err());
     assert_eq!(PolicyConfig::default().name(), "tinylfu");
 }
