@@ -7,7 +7,7 @@
 //! range `[2^(b-1), 2^b)`, which is split into `P` linear sub-buckets of width
 //! `2^(b-1-p)`; its index is `shift * P + (v >> shift)` with `shift = b - 1 - p`. The whole
 //! `u64` range therefore needs `(65 - p) * P` buckets (976 buckets, 7.6 KiB, at the default
-//! precision 4), allocated once at construction.
+//! precision 4), allocated once at construction, plus a 2.1 KiB striped sum.
 //!
 //! # Error bound
 //!
@@ -19,11 +19,13 @@
 //!
 //! # Atomic invariants
 //!
-//! Each bucket and the sum only grow, by `Relaxed` `fetch_add` (the sum wraps after 2^64, i.e.
-//! 584 years of nanoseconds). The count is not stored: it is the sum of the buckets, so it can
-//! never disagree with them. A snapshot taken while values are recorded may include a value's
+//! Each bucket only grows, by `Relaxed` `fetch_add`. The sum is a striped [`Counter`], so
+//! adding to it is a plain load and store on the caller's own line (see the counter's
+//! ownership protocol); it wraps after 2^64, i.e. 584 years of nanoseconds. The count is not
+//! stored: it is the sum of the buckets, so it can never disagree with them. A snapshot taken while values are recorded may include a value's
 //! bucket but not yet its sum (or the reverse); once writers stop, a snapshot is exact.
 
+use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::sync::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -101,7 +103,7 @@ fn check_precision(p: u32) -> Result<()> {
 pub struct Histogram {
     precision: u32,
     buckets: Box<[AtomicU64]>,
-    sum: AtomicU64,
+    sum: Counter,
 }
 
 impl Default for Histogram {
@@ -125,7 +127,7 @@ impl Histogram {
 
     fn build(precision: u32) -> Self {
         let buckets = (0..bucket_count(precision)).map(|_| AtomicU64::new(0)).collect();
-        Self { precision, buckets, sum: AtomicU64::new(0) }
+        Self { precision, buckets, sum: Counter::new() }
     }
 
     /// The precision `p`: `2^p` sub-buckets per power of two.
@@ -138,7 +140,8 @@ impl Histogram {
         relative_error(self.precision)
     }
 
-    /// Records one value. Lock-free, allocation-free, two relaxed atomic adds.
+    /// Records one value. Lock-free and allocation-free: one relaxed `fetch_add` on the bucket
+    /// and a striped add to the sum.
     #[inline]
     pub fn record(&self, v: u64) {
         // The index is in range for every u64 by construction; `get` keeps a mistake from
@@ -146,7 +149,7 @@ impl Histogram {
         if let Some(bucket) = self.buckets.get(bucket_index(v, self.precision)) {
             bucket.fetch_add(1, Ordering::Relaxed);
         }
-        self.sum.fetch_add(v, Ordering::Relaxed);
+        self.sum.add(v);
     }
 
     /// Records a duration in nanoseconds, saturating at `u64::MAX` (584 years).
@@ -166,7 +169,7 @@ impl Histogram {
                 dst.fetch_add(n, Ordering::Relaxed);
             }
         }
-        self.sum.fetch_add(other.sum, Ordering::Relaxed);
+        self.sum.add(other.sum);
         Ok(())
     }
 
@@ -174,12 +177,7 @@ impl Histogram {
     pub fn snapshot(&self) -> HistogramSnapshot {
         let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
         let count = counts.iter().fold(0u64, |a, &n| a.wrapping_add(n));
-        HistogramSnapshot {
-            precision: self.precision,
-            counts,
-            count,
-            sum: self.sum.load(Ordering::Relaxed),
-        }
+        HistogramSnapshot { precision: self.precision, counts, count, sum: self.sum.get() }
     }
 }
 

@@ -75,3 +75,34 @@ fn loom_gauge_adds_balance() {
         assert_eq!(g.get(), 2);
     });
 }
+
+#[test]
+fn loom_slot_handoff_loses_no_increment() {
+    use crate::counter::{add_to, claim, release};
+    use crate::sync::{AtomicBool, AtomicU64, Ordering};
+    // One slot, two threads: whoever claims it adds with load+store, the other with fetch_add
+    // on the shared stripe, or, if it comes after the release, claims the slot and adds with
+    // load+store on top of the first holder's store. No interleaving may lose an increment.
+    loom::model(|| {
+        let slots = Arc::new([AtomicBool::new(false)]);
+        let stripes = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (slots, stripes) = (Arc::clone(&slots), Arc::clone(&stripes));
+                thread::spawn(move || {
+                    let i = claim(&slots[..]).min(1);
+                    add_to(&stripes[i], 1, i == 0);
+                    add_to(&stripes[i], 1, i == 0);
+                    if i == 0 {
+                        release(&slots[..], 0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("adder");
+        }
+        let total = stripes[0].load(Ordering::Relaxed) + stripes[1].load(Ordering::Relaxed);
+        assert_eq!(total, 4);
+    });
+}
