@@ -276,6 +276,22 @@ impl HistogramSnapshot {
         total
     }
 
+    /// [`count_at_or_below`](Self::count_at_or_below) for each of `bounds` (ascending), in
+    /// one pass over the buckets; an out-of-order bound gets the count of the bound before it.
+    pub fn cumulative_counts(&self, bounds: &[u64]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(bounds.len());
+        let mut total = 0u64;
+        let mut i = 0;
+        for &bound in bounds {
+            while i < self.counts.len() && bucket_high(i, self.precision) <= bound {
+                total = total.wrapping_add(self.counts[i]);
+                i += 1;
+            }
+            out.push(total);
+        }
+        out
+    }
+
     /// The non-empty buckets, lowest first.
     pub fn buckets(&self) -> impl Iterator<Item = Bucket> + '_ {
         self.counts.iter().enumerate().filter(|(_, &n)| n > 0).map(|(i, &n)| {
@@ -418,5 +434,8 @@ mod tests {
         assert_eq!(s.count_at_or_below(33), 3);
         assert_eq!(s.count_at_or_below(1_023), 5);
         assert_eq!(s.count_at_or_below(u64::MAX), 7);
+        let bounds = [0, 32, 33, 1_023, u64::MAX];
+        let each: Vec<u64> = bounds.iter().map(|&b| s.count_at_or_below(b)).collect();
+        assert_eq!(s.cumulative_counts(&bounds), each);
     }
 }

@@ -107,14 +107,14 @@ impl Recorder for TextEncoder {
 
     fn histogram(&mut self, desc: &MetricDesc, labels: &[Label], h: &HistogramSnapshot) {
         let scale = desc.unit.recorded_per_exposed();
+        // `as` saturates, so a bound beyond u64 in recorded units covers everything.
+        let recorded: Vec<u64> = desc.bounds.iter().map(|b| (b * scale).floor() as u64).collect();
         let mut le = String::new();
-        for &bound in desc.bounds {
+        for (&bound, count) in desc.bounds.iter().zip(h.cumulative_counts(&recorded)) {
             le.clear();
             write_f64(&mut le, bound);
-            // `as` saturates, so a bound beyond u64 in recorded units covers everything.
-            let recorded_bound = (bound * scale).floor() as u64;
             self.series_head(desc.name, "_bucket", labels, Some(&le));
-            let _ = writeln!(self.out, "{}", h.count_at_or_below(recorded_bound));
+            let _ = writeln!(self.out, "{count}");
         }
         self.series_head(desc.name, "_bucket", labels, Some("+Inf"));
         let _ = writeln!(self.out, "{}", h.count());
