@@ -18,7 +18,7 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -81,7 +81,13 @@ impl Rng {
 }
 
 /// Updates the metrics until `stop` is set, pausing briefly every batch so it stays cheap.
-fn workload(cache: CacheMetrics, tier: TierMetrics, wal: WalMetrics, stop: Arc<AtomicBool>) {
+fn workload(
+    cache: CacheMetrics,
+    tier: TierMetrics,
+    wal: WalMetrics,
+    size: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+) {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let mut entries: i64 = 0;
     let capacity = 10_000;
@@ -117,8 +123,8 @@ fn workload(cache: CacheMetrics, tier: TierMetrics, wal: WalMetrics, stop: Arc<A
             }
         }
         wal.fsync_duration.record_duration(rng.latency(400_000, 4));
-        cache.entries.set(entries);
-        cache.weighted_size.set(entries * 3);
+        // The imaginary cache tracks its size; the registry reads it at scrape time.
+        size.store(entries, Ordering::Relaxed);
         tier.writeback_queue_depth.set((rng.next() % 64) as i64);
         tier.set_circuit_state(if rng.next() % 100 == 0 {
             CircuitState::HalfOpen
@@ -216,10 +222,20 @@ fn run(args: &Args) -> Result<(), String> {
     let cache = CacheMetrics::register(&registry, "users").map_err(|e| e.to_string())?;
     let tier = TierMetrics::register(&registry, "redis").map_err(|e| e.to_string())?;
     let wal = WalMetrics::register(&registry, "main").map_err(|e| e.to_string())?;
+    let size = Arc::new(AtomicI64::new(0));
+    let (s1, s2) = (Arc::clone(&size), Arc::clone(&size));
+    CacheMetrics::register_size_gauges(
+        &registry,
+        "users",
+        Arc::new(move || s1.load(Ordering::Relaxed)),
+        // Every entry of the imaginary cache weighs three units.
+        Arc::new(move || s2.load(Ordering::Relaxed) * 3),
+    )
+    .map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
         let stop = Arc::clone(&stop);
-        thread::spawn(move || workload(cache, tier, wal, stop))
+        thread::spawn(move || workload(cache, tier, wal, size, stop))
     };
 
     let listener =

@@ -24,7 +24,7 @@
 //! let metrics = CacheMetrics::register(&registry, "users")?;
 //! metrics.hits.incr();
 //! metrics.misses.incr();
-//! assert_eq!(metrics.stats().hit_ratio(), Some(0.5));
+//! assert_eq!(metrics.stats(0, 0).hit_ratio(), Some(0.5));
 //! assert!(registry.render_prometheus().contains("strata_cache_misses_total{cache=\"users\"} 1"));
 //! # Ok::<(), strata_metrics::Error>(())
 //! ```

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::gauge::Gauge;
 use crate::histogram::{Histogram, HistogramSnapshot};
 use crate::names::{self, cause, labels, op, result};
-use crate::registry::Registry;
+use crate::registry::{GaugeFn, Registry};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,15 +49,13 @@ pub struct CacheMetrics {
     pub refreshes: Arc<Counter>,
     /// `strata_cache_admission_rejections_total`.
     pub admission_rejections: Arc<Counter>,
-    /// `strata_cache_entries`, when set by the cache rather than read by a gauge function.
-    pub entries: Arc<Gauge>,
-    /// `strata_cache_weighted_size`, when set by the cache rather than read by a gauge function.
-    pub weighted_size: Arc<Gauge>,
 }
 
 impl CacheMetrics {
-    /// Registers the cache families for cache `name` in `registry`. Registering the same name
-    /// twice returns handles to the same series.
+    /// Registers the cache's counters and load histogram for cache `name` in `registry`.
+    /// Registering the same name twice returns handles to the same series. The entry-count and
+    /// weighted-size gauges are registered apart, by [`register_size_gauges`](Self::register_size_gauges),
+    /// because they read the cache itself, which usually does not exist yet at this point.
     pub fn register(registry: &Registry, name: &str) -> Result<Self> {
         let l = [(labels::CACHE, name)];
         let c = |d| registry.counter(d, &l);
@@ -81,8 +79,6 @@ impl CacheMetrics {
             load_duration: registry.histogram(&names::CACHE_LOAD_DURATION, &l)?,
             refreshes: c(&names::CACHE_REFRESHES)?,
             admission_rejections: c(&names::CACHE_ADMISSION_REJECTIONS)?,
-            entries: registry.gauge(&names::CACHE_ENTRIES, &l)?,
-            weighted_size: registry.gauge(&names::CACHE_WEIGHTED_SIZE, &l)?,
         })
     }
 
@@ -102,8 +98,24 @@ impl CacheMetrics {
         self.load_duration.record_duration(took);
     }
 
-    /// The figures as of now, with derived ratios.
-    pub fn stats(&self) -> CacheStats {
+    /// Registers `strata_cache_entries` and `strata_cache_weighted_size` for cache `name` as
+    /// functions read at each snapshot, so the hot path pays nothing for them. The functions
+    /// typically hold a `Weak` to the cache and return 0 once it is gone; registering again
+    /// (a cache rebuilt under the same name) replaces them.
+    pub fn register_size_gauges(
+        registry: &Registry,
+        name: &str,
+        entries: GaugeFn,
+        weighted_size: GaugeFn,
+    ) -> Result<()> {
+        let l = [(labels::CACHE, name)];
+        registry.gauge_fn(&names::CACHE_ENTRIES, &l, entries)?;
+        registry.gauge_fn(&names::CACHE_WEIGHTED_SIZE, &l, weighted_size)
+    }
+
+    /// The figures as of now, with derived ratios; `entries` and `weighted_size` are the
+    /// cache's own live figures.
+    pub fn stats(&self, entries: u64, weighted_size: u64) -> CacheStats {
         CacheStats {
             hits: self.hits.get(),
             misses: self.misses.get(),
@@ -116,8 +128,8 @@ impl CacheMetrics {
             load_failures: self.load_failures.get(),
             refreshes: self.refreshes.get(),
             admission_rejections: self.admission_rejections.get(),
-            entries: self.entries.get(),
-            weighted_size: self.weighted_size.get(),
+            entries,
+            weighted_size,
             load_duration: self.load_duration.snapshot(),
         }
     }
@@ -148,10 +160,10 @@ pub struct CacheStats {
     pub refreshes: u64,
     /// Candidates refused by admission.
     pub admission_rejections: u64,
-    /// The entry gauge, as last set by the cache.
-    pub entries: i64,
-    /// The weighted-size gauge, as last set by the cache.
-    pub weighted_size: i64,
+    /// Entries held when the figures were taken.
+    pub entries: u64,
+    /// Total weight held when the figures were taken.
+    pub weighted_size: u64,
     /// Load latency in nanoseconds.
     pub load_duration: HistogramSnapshot,
 }
@@ -324,7 +336,7 @@ mod tests {
     fn stats_derive_ratios() {
         let r = Registry::new();
         let m = CacheMetrics::register(&r, "c").unwrap();
-        assert_eq!(m.stats().hit_ratio(), None);
+        assert_eq!(m.stats(0, 0).hit_ratio(), None);
         m.hits.add(3);
         m.misses.incr();
         m.record_eviction(EvictionCause::Size);
@@ -332,7 +344,8 @@ mod tests {
         m.record_eviction(EvictionCause::Expired);
         m.record_load(true, Duration::from_micros(10));
         m.record_load(false, Duration::from_micros(30));
-        let s = m.stats();
+        let s = m.stats(7, 70);
+        assert_eq!((s.entries, s.weighted_size), (7, 70));
         assert_eq!(s.hit_ratio(), Some(0.75));
         assert_eq!(s.miss_ratio(), Some(0.25));
         assert_eq!((s.evictions_size, s.expirations, s.evictions()), (1, 2, 3));

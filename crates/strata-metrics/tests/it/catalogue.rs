@@ -104,6 +104,10 @@ fn docs_list_every_canonical_name() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
     let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     for d in names::ALL {
-        assert!(doc.contains(&format!("| `{}` |", d.name)), "docs/metrics.md lacks a row for {}", d.name);
+        assert!(
+            doc.contains(&format!("| `{}` |", d.name)),
+            "docs/metrics.md lacks a row for {}",
+            d.name
+        );
     }
 }

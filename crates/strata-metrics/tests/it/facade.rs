@@ -94,7 +94,8 @@ fn forwards_totals_gauges_and_histogram_increments() {
     let capture = Capture::default();
     let mut forward = MetricsFacadeRecorder::new();
     cache.hits.add(4);
-    cache.entries.set(9);
+    CacheMetrics::register_size_gauges(&registry, "users", Arc::new(|| 9), Arc::new(|| 90))
+        .expect("valid");
     cache.record_load(true, Duration::from_millis(2));
     metrics::with_local_recorder(&capture, || registry.snapshot().report(&mut forward));
     cache.hits.add(1);

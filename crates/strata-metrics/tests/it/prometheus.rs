@@ -4,6 +4,7 @@
 
 use prometheus_parse::{LineInfo, Scrape, Value as Parsed};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use strata_metrics::{
     CacheMetrics, CircuitState, EvictionCause, Registry, TierMetrics, WalMetrics, CONTENT_TYPE,
@@ -34,7 +35,8 @@ fn populated() -> (Registry, CacheMetrics) {
     tier.get.timeouts.incr();
     tier.set_circuit_state(CircuitState::HalfOpen);
     tier.writeback_queue_depth.set(12);
-    cache.entries.set(750);
+    CacheMetrics::register_size_gauges(&registry, "users", Arc::new(|| 750), Arc::new(|| 7_500))
+        .expect("valid");
     (registry, cache)
 }
 

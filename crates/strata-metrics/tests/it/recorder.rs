@@ -1,5 +1,6 @@
 //! The Recorder contract: describe once per family, then every series with cumulative totals.
 
+use std::sync::Arc;
 use std::time::Duration;
 use strata_metrics::{
     CacheMetrics, HistogramSnapshot, Label, MetricDesc, NoopRecorder, Recorder, Registry,
@@ -41,7 +42,8 @@ fn report_describes_then_lists_series_with_totals() {
     let m = CacheMetrics::register(&registry, "c").expect("valid");
     m.hits.add(5);
     m.record_load(false, Duration::from_nanos(700));
-    m.entries.set(3);
+    CacheMetrics::register_size_gauges(&registry, "c", Arc::new(|| 3), Arc::new(|| 30))
+        .expect("valid");
     let mut rec = Collect::default();
     registry.snapshot().report(&mut rec);
     let ev = &rec.events;
