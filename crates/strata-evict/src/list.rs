@@ -49,6 +49,11 @@ impl List {
         (self.head != NIL).then_some(self.head)
     }
 
+    /// The most recently pushed slot.
+    pub(crate) fn back(&self) -> Option<Slot> {
+        (self.tail != NIL).then_some(self.tail)
+    }
+
     /// Appends `slot` at the back (most recent end).
     pub(crate) fn push_back(&mut self, store: &mut impl LinkStore, slot: Slot) {
         *store.links_mut(slot) = Links { prev: self.tail, next: NIL };

@@ -30,10 +30,22 @@ impl Sieve {
         Sieve { nodes: Nodes::default(), order: List::default(), hand: NIL, weight: 0, capacity }
     }
 
+    /// Where the hand goes after `slot`: the next newer entry, except that reaching the
+    /// newest one wraps to the oldest. SIEVE evicts before it inserts, so the newcomer is
+    /// never a candidate; our owner inserts first, so the newest entry is the newcomer.
+    fn after(&self, slot: Slot) -> Slot {
+        let next = self.nodes.links(slot).next;
+        if Some(next) == self.order.back() {
+            NIL
+        } else {
+            next
+        }
+    }
+
     /// Unlinks `slot`, moving the hand past it first if the hand points at it.
     fn unlink(&mut self, slot: Slot) {
         if self.hand == slot {
-            self.hand = self.nodes.links(slot).next;
+            self.hand = self.after(slot);
         }
         self.order.unlink(&mut self.nodes, slot);
         let node = self.nodes.get_mut(slot);
@@ -82,17 +94,22 @@ impl Policy for Sieve {
     }
 
     fn evict(&mut self) -> Option<Slot> {
-        // Each step either evicts or clears one visited bit, so two passes over the queue
-        // always find a victim.
-        let bound = 2 * self.order.len() + 1;
+        // Each step either evicts, clears one visited bit, or wraps past the newest entry,
+        // so three passes over the queue always find a victim.
+        let bound = 3 * self.order.len() + 2;
         for _ in 0..bound {
             if self.hand == NIL {
                 self.hand = self.order.front()?;
             }
             let slot = self.hand;
+            // The newcomer is not a candidate unless it is alone (see `after`).
+            if Some(slot) == self.order.back() && self.order.len() > 1 {
+                self.hand = NIL;
+                continue;
+            }
             if self.nodes.node(slot).meta == VISITED {
                 self.nodes.get_mut(slot).meta = COLD;
-                self.hand = self.nodes.links(slot).next;
+                self.hand = self.after(slot);
             } else {
                 self.unlink(slot);
                 return Some(slot);

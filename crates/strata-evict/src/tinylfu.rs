@@ -440,7 +440,7 @@ impl Policy for TinyLfu {
         self.size_regions(capacity, fraction);
         if let Some(c) = self.climber.as_mut() {
             c.pending = 0;
-            c.step = -STEP_PERCENT * capacity as f64;
+            c.step = STEP_PERCENT * capacity as f64;
         }
         self.demote_protected();
     }

@@ -6,7 +6,7 @@
 //!   project's own tests need no external data.
 //! - [`replay`] replays a trace through a [`strata_evict::Policy`] (or any cache, through a
 //!   closure) with the field's semantics: for each key a `get`, and on a miss an `insert`.
-//! - [`reference`] records the published request counts and LRU / OPT hit ratios of the
+//! - [`mod@reference`] records the published request counts and LRU / OPT hit ratios of the
 //!   shared traces, which the tests and `cargo xtask hitratio` check parsers against.
 //!
 //! **Invariant: a replay is deterministic.** The same trace, capacity, policy and seed give the

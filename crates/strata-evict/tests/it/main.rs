@@ -3,3 +3,4 @@
 
 mod conformance;
 mod opt;
+mod sieve_ref;
