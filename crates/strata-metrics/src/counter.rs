@@ -168,19 +168,28 @@ mod tests {
 
     #[test]
     fn more_threads_than_slots_stay_exact() {
-        // Threads beyond the slot count fall back to the shared stripe; slots of exited
-        // threads are reused by later ones.
+        // Twice as many threads as slots, all alive at once (the barriers keep every thread
+        // from exiting before all have added), so at least half of them must take the shared
+        // stripe; later rounds reuse the slots released by earlier threads.
         let c = Arc::new(Counter::new());
+        let threads = 2 * STRIPES;
         for _round in 0..3 {
-            let handles: Vec<_> = (0..2 * STRIPES)
+            let barrier = Arc::new(std::sync::Barrier::new(threads));
+            let handles: Vec<_> = (0..threads)
                 .map(|_| {
-                    let c = Arc::clone(&c);
-                    std::thread::spawn(move || (0..1_000).for_each(|_| c.incr()))
+                    let (c, barrier) = (Arc::clone(&c), Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        (0..1_000).for_each(|_| c.incr());
+                        barrier.wait();
+                    })
                 })
                 .collect();
             handles.into_iter().for_each(|h| h.join().unwrap());
         }
-        assert_eq!(c.get(), 3 * 2 * STRIPES as u64 * 1_000);
+        assert_eq!(c.get(), 3 * threads as u64 * 1_000);
+        let shared = c.stripes[SHARED].load(Ordering::Relaxed);
+        assert!(shared >= 3 * STRIPES as u64 * 1_000, "shared stripe took {shared}");
     }
 
     #[test]
