@@ -264,7 +264,7 @@ impl HistogramSnapshot {
 
     /// How many values are certainly at most `bound`: the counts of every bucket whose highest
     /// value is at most `bound`. A bucket straddling `bound` is left out, so the result
-    /// undercounts only values within the relative error below `bound`.
+    /// undercounts only values within one bucket width (`2^-p` relative) below `bound`.
     pub fn count_at_or_below(&self, bound: u64) -> u64 {
         let mut total = 0u64;
         for (i, &n) in self.counts.iter().enumerate() {

@@ -5,7 +5,7 @@
 //! cumulative `_bucket{le="…"}` series ending in `le="+Inf"` (equal to `_count`), then `_sum` and
 //! `_count`; durations are converted from recorded nanoseconds to seconds. A `le` bucket counts
 //! the values whose fine bucket lies wholly at or below the bound, so it never includes a value
-//! above the bound and misses only values within the histogram's relative error below it.
+//! above the bound and misses only values within one fine bucket (`2^-p` relative) below it.
 
 use crate::desc::{MetricDesc, Unit};
 use crate::histogram::HistogramSnapshot;

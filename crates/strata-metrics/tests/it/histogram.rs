@@ -82,7 +82,7 @@ proptest! {
         let truly_below = values.iter().filter(|&&v| v <= bound).count() as u64;
         // Never counts a value above the bound...
         prop_assert!(reported <= truly_below);
-        // ...and misses only values within the relative error below it.
+        // ...and misses only values within one bucket width (twice the quantile error) below it.
         let floor = bound as f64 * (1.0 - 2.0 * snap.relative_error());
         let certainly_below = values.iter().filter(|&&v| (v as f64) < floor).count() as u64;
         prop_assert!(reported >= certainly_below, "reported={} certain={}", reported, certainly_below);
