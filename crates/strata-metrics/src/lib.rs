@@ -2,8 +2,10 @@
 //! registry of named, labelled families, the `Recorder` seam, and Prometheus text.
 //!
 //! **Invariant: recording a value never locks, never allocates, and never fails.** Counters
-//! are striped per thread over padded cache lines; histograms are log-linear bucket arrays
-//! allocated once; both are updated with relaxed atomic adds. Everything that can fail or
+//! are striped over padded cache lines, each owned by one thread, which adds with a relaxed
+//! load and store (the one-time claim of a thread's stripe, on its first add, registers a
+//! thread-local destructor; nothing else happens per thread). Histograms are log-linear bucket
+//! arrays allocated once and updated with one relaxed `fetch_add`. Everything that can fail or
 //! allocate (registration, snapshots, rendering) happens off the hot path, through a
 //! [`Registry`].
 //!
