@@ -1,5 +1,6 @@
 //! Integration tests of strata-metrics, one binary with a module per concern.
 
+mod alloc_free;
 mod catalogue;
 mod concurrency;
 #[cfg(feature = "metrics-facade")]
