@@ -95,9 +95,8 @@ fn parse_options(args: &[String]) -> Result<Options> {
 pub(crate) fn run(args: &[String]) -> Result<()> {
     if cfg!(debug_assertions) && std::env::var_os("STRATA_HITRATIO_DEBUG").is_none() {
         // Re-run optimized; relative paths stay valid because the working directory is kept.
-        let mut cmd = std::process::Command::new(
-            std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
-        );
+        let mut cmd =
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         cmd.args(["run", "--release", "--quiet", "--package", "xtask", "--", "hitratio"])
             .args(args)
             .env("STRATA_HITRATIO_DEBUG", "0");
@@ -126,7 +125,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     report.print(&opts);
     if let Some(out) = &opts.json {
-        std::fs::write(out, report.json(&opts)?).with_context(|| format!("writing {}", out.display()))?;
+        std::fs::write(out, report.json(&opts)?)
+            .with_context(|| format!("writing {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
     if let Some(out) = &opts.plot {
@@ -162,7 +162,8 @@ fn run_trace(
     problems: &mut Vec<String>,
 ) -> Result<TraceResult> {
     let started = Instant::now();
-    let trace = strata_sim::trace::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let trace =
+        strata_sim::trace::read(path).with_context(|| format!("reading {}", path.display()))?;
     let unique = strata_sim::trace::unique_keys(&trace);
     let name = spec.map_or_else(
         || path.file_name().map_or_else(|| "trace".into(), |n| n.to_string_lossy().into_owned()),
@@ -184,11 +185,20 @@ fn run_trace(
     for (i, &size) in sizes.iter().enumerate() {
         let mut cell = BTreeMap::new();
         let cap = usize::try_from(size).context("size too large")?;
-        cell.insert("OPT".to_owned(), 100.0 * opt_with_next_uses(&trace, &next, cap, false).hit_ratio());
-        cell.insert("LRU".to_owned(), replay_policy(&PolicyConfig::Lru, &trace, size, opts.seed).percent());
+        cell.insert(
+            "OPT".to_owned(),
+            100.0 * opt_with_next_uses(&trace, &next, cap, false).hit_ratio(),
+        );
+        cell.insert(
+            "LRU".to_owned(),
+            replay_policy(&PolicyConfig::Lru, &trace, size, opts.seed).percent(),
+        );
         for p in &opts.policies {
             if *p != PolicyConfig::Lru {
-                cell.insert(p.name().to_owned(), replay_policy(p, &trace, size, opts.seed).percent());
+                cell.insert(
+                    p.name().to_owned(),
+                    replay_policy(p, &trace, size, opts.seed).percent(),
+                );
             }
         }
         if opts.peers {
@@ -203,12 +213,18 @@ fn run_trace(
                 for (col, want) in [("LRU", spec.lru[j]), ("OPT", spec.opt[j])] {
                     let got = cell[col];
                     if (got - want).abs() > REFERENCE_TOLERANCE {
-                        problems.push(format!("{name}@{size}: {col} {got:.2}, published {want:.2}"));
+                        problems
+                            .push(format!("{name}@{size}: {col} {got:.2}, published {want:.2}"));
                     }
                 }
             }
         }
-        eprintln!("  {name}@{size} done ({:.1?}, cell {}/{})", started.elapsed(), i + 1, sizes.len());
+        eprintln!(
+            "  {name}@{size} done ({:.1?}, cell {}/{})",
+            started.elapsed(),
+            i + 1,
+            sizes.len()
+        );
         cells.push(cell);
     }
     Ok(TraceResult { name, requests: trace.len(), unique, sizes: sizes.to_vec(), cells })
@@ -294,33 +310,70 @@ impl Report {
             .collect()
     }
 
-    /// Prints a Markdown table (it goes into docs/benchmarks.md unchanged).
+    /// Prints a Markdown table (it goes into docs/benchmarks.md unchanged): every column,
+    /// then the better peer and how far the real cache ("strata") and the default policy
+    /// alone are from it.
     fn print(&self, opts: &Options) {
         let cells = self.all_cells();
         let cols = columns(opts, &cells);
-        println!("| trace@size | {} | best peer | Δ default |", cols.join(" | "));
-        println!("|---|{}---:|---:|", "---:|".repeat(cols.len()));
         let default = PolicyConfig::default().name().to_owned();
-        let mut worst: Option<(String, f64)> = None;
+        let subjects = ["strata".to_owned(), default];
+        println!(
+            "| trace@size | {} | best peer | Δ {} | Δ {} |",
+            cols.join(" | "),
+            subjects[0],
+            subjects[1]
+        );
+        println!("|---|{}---:|---:|---:|", "---:|".repeat(cols.len()));
+        let mut worst: [Option<(String, f64)>; 2] = [None, None];
+        let mut misses = [0usize; 2];
         for t in &self.traces {
             for (size, cell) in t.sizes.iter().zip(&t.cells) {
-                let row: Vec<String> =
-                    cols.iter().map(|c| cell.get(c).map_or("-".into(), |v| format!("{v:.2}"))).collect();
-                let peer = ["moka", "quick_cache"].iter().filter_map(|p| cell.get(*p)).fold(f64::NAN, |a, &b| a.max(b));
-                let delta = cell.get(&default).map_or(f64::NAN, |d| d - peer);
-                if !delta.is_nan() && worst.as_ref().is_none_or(|(_, w)| delta < *w) {
-                    worst = Some((format!("{}@{size}", t.name), delta));
+                let row: Vec<String> = cols
+                    .iter()
+                    .map(|c| cell.get(c).map_or("-".into(), |v| format!("{v:.2}")))
+                    .collect();
+                let peer = ["moka", "quick_cache"]
+                    .iter()
+                    .filter_map(|p| cell.get(*p))
+                    .fold(f64::NAN, |a, &b| a.max(b));
+                let mut deltas = [f64::NAN; 2];
+                for (k, subject) in subjects.iter().enumerate() {
+                    let delta = cell.get(subject).map_or(f64::NAN, |d| d - peer);
+                    deltas[k] = delta;
+                    if delta.is_nan() {
+                        continue;
+                    }
+                    if delta < -1.0 {
+                        misses[k] += 1;
+                    }
+                    if worst[k].as_ref().is_none_or(|(_, w)| delta < *w) {
+                        worst[k] = Some((format!("{}@{size}", t.name), delta));
+                    }
                 }
-                println!("| {}@{size} | {} | {peer:.2} | {delta:+.2} |", t.name, row.join(" | "));
+                println!(
+                    "| {}@{size} | {} | {peer:.2} | {:+.2} | {:+.2} |",
+                    t.name,
+                    row.join(" | "),
+                    deltas[0],
+                    deltas[1]
+                );
             }
         }
         println!();
-        println!("Average share of the LRU→OPT gap closed (cells with OPT − LRU ≥ {MIN_GAP} points):");
+        println!(
+            "Average share of the LRU→OPT gap closed (cells with OPT − LRU ≥ {MIN_GAP} points):"
+        );
         for (c, g) in self.gap_averages(&cols) {
             println!("- {c}: {g:.1}%");
         }
-        if let Some((cell, d)) = worst {
-            println!("\nDefault policy ({default}) vs the better peer, worst cell: {cell} {d:+.2} points");
+        for (k, subject) in subjects.iter().enumerate() {
+            if let Some((cell, d)) = &worst[k] {
+                println!(
+                    "\n{subject} vs the better peer: worst cell {cell} {d:+.2} points; {} cells more than 1 point below",
+                    misses[k]
+                );
+            }
         }
     }
 
@@ -352,7 +405,8 @@ impl Report {
         let n = self.traces.len().max(1);
         let cols_n = n.min(3);
         let rows_n = n.div_ceil(cols_n);
-        let root = SVGBackend::new(out, (420 * cols_n as u32, 320 * rows_n as u32)).into_drawing_area();
+        let root =
+            SVGBackend::new(out, (420 * cols_n as u32, 320 * rows_n as u32)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow::anyhow!("plot: {e}"))?;
         let panels = root.split_evenly((rows_n, cols_n));
         let all = self.all_cells();
@@ -367,7 +421,7 @@ impl Report {
             }
             v
         };
-        for (t, panel) in self.traces.iter().zip(panels) {
+        for (n, (t, panel)) in self.traces.iter().zip(panels).enumerate() {
             let k = t.sizes.len();
             let mut chart = ChartBuilder::on(&panel)
                 .caption(&t.name, ("sans-serif", 18))
@@ -388,26 +442,41 @@ impl Report {
                         String::new()
                     }
                 })
+                .max_light_lines(1)
                 .y_desc("hit ratio %")
                 .draw()
                 .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
             for (ci, name) in names.iter().enumerate() {
                 let color = Palette99::pick(ci).to_rgba();
-                let pts: Vec<(f64, f64)> =
-                    t.cells.iter().enumerate().filter_map(|(i, c)| c.get(name).map(|v| (i as f64, *v))).collect();
-                let style = if name == "OPT" || name == "LRU" { color.stroke_width(1) } else { color.stroke_width(2) };
+                let pts: Vec<(f64, f64)> = t
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| c.get(name).map(|v| (i as f64, *v)))
+                    .collect();
+                let style = if name == "OPT" || name == "LRU" {
+                    color.stroke_width(1)
+                } else {
+                    color.stroke_width(2)
+                };
                 chart
                     .draw_series(LineSeries::new(pts.clone(), style))
                     .map_err(|e| anyhow::anyhow!("plot: {e}"))?
                     .label(name.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
+                    });
                 chart
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 2, color.filled())))
                     .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
             }
+            // One legend, in the first panel: every panel draws the same series.
+            if n > 0 {
+                continue;
+            }
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
+                .position(SeriesLabelPosition::UpperLeft)
                 .label_font(("sans-serif", 10))
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
