@@ -98,9 +98,13 @@ impl ReadBuffer {
     pub(crate) fn drain(&mut self, mut f: impl FnMut(u64)) {
         for stripe in self.stripes.iter() {
             let n = stripe.head.load(Ordering::Relaxed).min(STRIPE_LEN);
+            // Plain loads and stores, no `swap`: the write lock excludes every reader, so
+            // nothing can race these slots, and a locked instruction per record would cost
+            // as much as recording it.
             for slot in &stripe.slots[..n] {
-                let r = slot.swap(0, Ordering::Relaxed);
+                let r = slot.load(Ordering::Relaxed);
                 if r != 0 {
+                    slot.store(0, Ordering::Relaxed);
                     f(r);
                 }
             }
