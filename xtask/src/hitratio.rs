@@ -487,3 +487,41 @@ impl Report {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn options_parse_and_reject_nonsense() {
+        let o = parse_options(&args(
+            "--trace t.lis --sizes 10,20 --policy lru,sieve --no-peers --seed 3",
+        ))
+        .expect("valid");
+        assert_eq!(o.sizes, Some(vec![10, 20]));
+        assert_eq!(o.policies, vec![PolicyConfig::Lru, PolicyConfig::Sieve]);
+        assert!(!o.peers);
+        assert_eq!(o.seed, 3);
+        for bad in ["--sizes 10,x", "--sizes 0", "--policy clock", "--trace", "--frobnicate"] {
+            assert!(parse_options(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn gap_closed_is_relative_to_lru_and_opt() {
+        let cell: BTreeMap<String, f64> = [("LRU", 10.0), ("OPT", 30.0), ("x", 25.0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(gap_closed(&cell, "x"), Some(75.0));
+        let flat: BTreeMap<String, f64> = [("LRU", 50.0), ("OPT", 50.0), ("x", 50.0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(gap_closed(&flat, "x"), None);
+    }
+}
