@@ -6,15 +6,18 @@ use crate::error::{Error, Result};
 use crate::expiry::{Expiry, RemovalCause};
 use crate::loader::Inflight;
 use crate::shard::{Shard, TimeSettings};
-use crate::stats::Counters;
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use strata_evict::PolicyConfig;
+use strata_metrics::{CacheMetrics, Registry};
+
+/// The `cache` label of a cache built without [`CacheBuilder::metrics`].
+const DEFAULT_METRICS_NAME: &str = "default";
 
 /// The smallest share of the capacity that the default sharding gives one shard. Fewer,
 /// larger shards keep the policy's view of the workload whole, which matters for hit ratio
@@ -55,6 +58,8 @@ pub struct CacheBuilder<K, V, S = ahash::RandomState> {
     clock: Arc<dyn Clock>,
     hasher: S,
     record_stats: bool,
+    registry: Option<Arc<Registry>>,
+    metrics_name: String,
 }
 
 impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
@@ -66,6 +71,8 @@ impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
             .field("tti", &self.tti)
             .field("policy", &self.policy)
             .field("shards", &self.shards)
+            .field("record_stats", &self.record_stats)
+            .field("metrics_name", &self.metrics_name)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +93,8 @@ impl<K, V> CacheBuilder<K, V, ahash::RandomState> {
             clock: Arc::new(SystemClock),
             hasher: ahash::RandomState::new(),
             record_stats: true,
+            registry: None,
+            metrics_name: DEFAULT_METRICS_NAME.to_owned(),
         }
     }
 }
@@ -179,9 +188,37 @@ where
     }
 
     /// Whether to keep hit, miss, load and eviction counters (on by default; see
-    /// [`Cache::stats`]). Off, the counters cost nothing.
+    /// [`Cache::stats`]). Off, nothing is registered or recorded, and each operation pays
+    /// one branch and no atomics.
     pub fn record_stats(mut self, on: bool) -> Self {
         self.record_stats = on;
+        self
+    }
+
+    /// Registers the cache's metrics in `registry` (shared with other caches, tiers and the
+    /// WAL, and scraped by your exporter), with `name` as the value of their `cache` label.
+    /// Without this call a private registry keeps [`Cache::stats`] and
+    /// [`Cache::render_prometheus`] working, under the name `"default"`.
+    ///
+    /// Two caches given the same registry and name share their counters (their figures add
+    /// up), and the size gauges follow the cache built last. An empty name is refused by
+    /// [`build`](Self::build).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use strata_core::Cache;
+    /// use strata_metrics::Registry;
+    ///
+    /// let registry = Arc::new(Registry::new());
+    /// let users: Cache<u32, String> =
+    ///     Cache::builder().max_capacity(100).metrics(Arc::clone(&registry), "users").build()?;
+    /// users.get(&1);
+    /// assert!(registry.render_prometheus().contains("strata_cache_misses_total{cache=\"users\"} 1\n"));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn metrics(mut self, registry: Arc<Registry>, name: impl Into<String>) -> Self {
+        self.registry = Some(registry);
+        self.metrics_name = name.into();
         self
     }
 
@@ -201,6 +238,8 @@ where
             clock: self.clock,
             hasher,
             record_stats: self.record_stats,
+            registry: self.registry,
+            metrics_name: self.metrics_name,
         }
     }
 
@@ -240,6 +279,20 @@ where
                 "expire_after and time_to_idle cannot be combined; express idle expiry in Expiry::expire_after_read",
             ));
         }
+        if self.metrics_name.is_empty() {
+            return Err(Error::InvalidConfig(
+                "the metrics name (the cache label) must not be empty",
+            ));
+        }
+        let registry = self.registry.unwrap_or_default();
+        let stats = if self.record_stats {
+            Some(
+                CacheMetrics::register(&registry, &self.metrics_name)
+                    .map_err(|e| Error::Metrics(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let shards = match self.shards {
             Some(n) if n == 0 || !n.is_power_of_two() || n > 65536 => {
                 return Err(Error::BadShardCount(n))
@@ -284,13 +337,40 @@ where
             clock: self.clock,
             weigher: self.weigher,
             listener: self.listener,
-            stats: self.record_stats.then(Counters::default),
+            stats,
+            registry: Arc::clone(&registry),
+            name: self.metrics_name,
             inflight: Inflight::new(shards),
             reloader,
             capacity: parking_lot::Mutex::new(capacity),
         };
-        Ok(Cache::from_inner(Arc::new(inner)))
+        let inner = Arc::new(inner);
+        if inner.stats.is_some() {
+            // Sizes are read at scrape time from the cache itself, so the hot path pays
+            // nothing for them. The functions hold `Weak`s: the registry outlives caches it
+            // does not own, and reports 0 for one that is gone.
+            let (a, b) = (Arc::downgrade(&inner), Arc::downgrade(&inner));
+            CacheMetrics::register_size_gauges(
+                &registry,
+                &inner.name,
+                Arc::new(move || size_of(&a, Cache::entry_count)),
+                Arc::new(move || size_of(&b, Cache::weighted_size)),
+            )
+            .map_err(|e| Error::Metrics(e.to_string()))?;
+        }
+        Ok(Cache::from_inner(inner))
     }
+}
+
+/// Reads one size figure of the cache behind `weak`, or 0 once it is gone.
+fn size_of<K, V, S>(weak: &Weak<Inner<K, V, S>>, figure: fn(&Cache<K, V, S>) -> u64) -> i64
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    weak.upgrade()
+        .map_or(0, |inner| i64::try_from(figure(&Cache::from_inner(inner))).unwrap_or(i64::MAX))
 }
 
 fn prev_power_of_two(n: u64) -> usize {

@@ -5,7 +5,7 @@ use crate::clock::Clock;
 use crate::expiry::RemovalCause;
 use crate::loader::Inflight;
 use crate::shard::{read_record, Removed, Shard, TimeSettings, WriteOutcome};
-use crate::stats::{CacheStats, Counters};
+use crate::stats::{self, CacheStats};
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use std::borrow::Borrow;
@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_metrics::{CacheMetrics, Registry};
 
 pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 pub(crate) type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
@@ -32,7 +33,14 @@ pub(crate) struct Inner<K, V, S> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) weigher: Option<Weigher<K, V>>,
     pub(crate) listener: Option<Listener<K, V>>,
-    pub(crate) stats: Option<Counters>,
+    /// The handles statistics are recorded into; `None` when they are off, so that every
+    /// recording site costs one branch and no atomics.
+    pub(crate) stats: Option<CacheMetrics>,
+    /// Where `stats` is registered (the user's, or a private one); the size gauges hold
+    /// `Weak` references to this `Inner`, so the registry never keeps a cache alive.
+    pub(crate) registry: Arc<Registry>,
+    /// The value of the `cache` label on this cache's series and tracing spans.
+    pub(crate) name: String,
     pub(crate) inflight: Inflight<K>,
     pub(crate) reloader: Option<Reloader<K, V>>,
     /// The total capacity; guarded so that `set_capacity` calls do not interleave.
@@ -138,7 +146,7 @@ where
     }
 
     #[inline]
-    fn count(&self, f: impl FnOnce(&Counters)) {
+    pub(crate) fn count(&self, f: impl FnOnce(&CacheMetrics)) {
         if let Some(s) = &self.inner.stats {
             f(s);
         }
@@ -279,7 +287,7 @@ where
             out.push(key, value, RemovalCause::Size);
             let outcome = WriteOutcome { rejected: true, evicted: 1, ..WriteOutcome::default() };
             self.count(|s| {
-                s.rejections.incr();
+                s.admission_rejections.incr();
                 s.evictions_size.incr();
             });
             return outcome;
@@ -303,7 +311,7 @@ where
                 s.updates.incr();
             }
             if outcome.rejected {
-                s.rejections.incr();
+                s.admission_rejections.incr();
             }
             if outcome.evicted > 0 {
                 s.evictions_size.add(outcome.evicted);
@@ -427,16 +435,63 @@ where
         self.inner.shards[0].read().policy_name()
     }
 
-    /// A snapshot of the statistics (all zero if they were turned off).
+    /// A snapshot of the statistics (all zero but the sizes if they were turned off).
+    ///
+    /// ```
+    /// use strata_core::Cache;
+    ///
+    /// let cache: Cache<u32, u32> = Cache::builder().max_capacity(10).build()?;
+    /// cache.insert(1, 1);
+    /// cache.get(&1);
+    /// cache.get(&2);
+    /// let s = cache.stats();
+    /// assert_eq!((s.hits, s.misses, s.inserts, s.entry_count), (1, 1, 1, 1));
+    /// assert_eq!(s.hit_ratio(), 0.5);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
     pub fn stats(&self) -> CacheStats {
         match &self.inner.stats {
-            Some(s) => s.snapshot(self.entry_count(), self.weighted_size()),
+            Some(s) => stats::snapshot(s, self.entry_count(), self.weighted_size()),
             None => CacheStats {
                 entry_count: self.entry_count(),
                 weighted_size: self.weighted_size(),
                 ..CacheStats::default()
             },
         }
+    }
+
+    /// The registry this cache's series live in: the one given to
+    /// [`CacheBuilder::metrics`], or a private one. Take a
+    /// [`snapshot`](Registry::snapshot) of it for load-latency percentiles, or report it to a
+    /// [`Recorder`](strata_metrics::Recorder).
+    pub fn metrics_registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// The name this cache's series carry as their `cache` label (`"default"` unless set
+    /// with [`CacheBuilder::metrics`]).
+    pub fn metrics_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Renders the cache's registry in the Prometheus text format (version 0.0.4; serve it
+    /// with `Content-Type: `[`strata_metrics::CONTENT_TYPE`]). A registry shared through
+    /// [`CacheBuilder::metrics`] renders every component registered in it, not only this
+    /// cache; with statistics off this cache contributes no series.
+    ///
+    /// ```
+    /// use strata_core::Cache;
+    ///
+    /// let cache: Cache<u32, u32> = Cache::builder().max_capacity(10).build()?;
+    /// cache.insert(1, 1);
+    /// cache.get(&1);
+    /// let text = cache.render_prometheus();
+    /// assert!(text.contains("strata_cache_hits_total{cache=\"default\"} 1\n"));
+    /// assert!(text.contains("strata_cache_entries{cache=\"default\"} 1\n"));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn render_prometheus(&self) -> String {
+        self.inner.registry.render_prometheus()
     }
 
     /// Does all pending housekeeping now: replays buffered reads to the policy and reclaims

@@ -23,6 +23,11 @@ pub enum Error {
     /// The shard count must be a power of two between 1 and 65536.
     #[error("shard count must be a power of two between 1 and 65536, got {0}")]
     BadShardCount(usize),
+    /// The cache's metrics could not be registered in the registry given to
+    /// [`CacheBuilder::metrics`](crate::CacheBuilder::metrics), typically because it holds
+    /// an incompatible family under one of the cache's metric names.
+    #[error("cannot register the cache's metrics: {0}")]
+    Metrics(String),
 }
 
 /// `Result` with this crate's [`Error`].

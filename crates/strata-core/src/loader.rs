@@ -14,6 +14,13 @@
 //! - If the leader's future is dropped or its loader panics, a guard removes the entry and
 //!   drops the sender without a value; waiters see the channel close and start over, and
 //!   one of them leads with its own loader. No key is ever wedged.
+//!
+//! # Observability
+//!
+//! Each leader's loader call (and each background refresh) runs inside a `tracing` span,
+//! `strata.load` or `strata.refresh`, carrying the cache's name; followers and plain `get`s
+//! create no span. A [`LoadTimer`] counts the call as a success or failure and records its
+//! duration when the call ends; a leader that is cancelled or panics counts as a failure.
 
 use crate::cache::{BoxFuture, Cache};
 use parking_lot::Mutex;
@@ -24,7 +31,9 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Instant;
+use strata_metrics::CacheMetrics;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 type Slot<V, E> = Option<Result<V, Arc<E>>>;
 type Table<K> = HashMap<(K, TypeId), Box<dyn Any + Send + Sync>>;
@@ -43,6 +52,35 @@ impl<K> Inflight<K> {
 
     fn table(&self, hash: u64) -> &Mutex<Table<K>> {
         &self.tables[(hash >> 32) as usize % self.tables.len()]
+    }
+}
+
+/// Times one loader call and records it in the cache's metrics, whatever way it ends: a
+/// timer dropped without [`finish`](Self::finish) (the leader's future dropped, or the loader
+/// panicked) counts as a failure.
+struct LoadTimer<'a> {
+    stats: Option<&'a CacheMetrics>,
+    started: Instant,
+}
+
+impl<'a> LoadTimer<'a> {
+    fn start(stats: Option<&'a CacheMetrics>) -> Self {
+        LoadTimer { stats, started: Instant::now() }
+    }
+
+    /// Records the call's outcome now and disarms the drop-time failure.
+    fn finish(mut self, ok: bool) {
+        if let Some(m) = self.stats.take() {
+            m.record_load(ok, self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for LoadTimer<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.stats.take() {
+            m.record_load(false, self.started.elapsed());
+        }
     }
 }
 
@@ -152,25 +190,21 @@ where
                         // leader; that cannot happen because a cancelled turn cancels us.
                         unreachable!("a caller leads at most once")
                     };
-                    let started = Instant::now();
-                    let result = init.await;
-                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    let span = tracing::debug_span!(
+                        "strata.load",
+                        cache = %self.inner.name,
+                        ok = tracing::field::Empty
+                    );
+                    let timer = LoadTimer::start(self.inner.stats.as_ref());
+                    let result = init.instrument(span.clone()).await;
+                    span.record("ok", result.is_ok());
+                    timer.finish(result.is_ok());
                     let result = match result {
                         Ok(v) => {
                             self.insert(key.clone(), v.clone());
-                            if let Some(s) = &self.inner.stats {
-                                s.loads_ok.incr();
-                                s.load_nanos.add(nanos);
-                            }
                             Ok(v)
                         }
-                        Err(e) => {
-                            if let Some(s) = &self.inner.stats {
-                                s.loads_err.incr();
-                                s.load_nanos.add(nanos);
-                            }
-                            Err(Arc::new(e))
-                        }
+                        Err(e) => Err(Arc::new(e)),
                     };
                     guard.release();
                     // Nobody listening is fine: every waiter may have been cancelled.
@@ -250,13 +284,17 @@ where
             }
         }
         if !leading.is_empty() {
-            let started = Instant::now();
-            let loaded = load(leading).await;
-            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            if let Some(s) = &self.inner.stats {
-                s.loads_ok.incr();
-                s.load_nanos.add(nanos);
-            }
+            let span = tracing::debug_span!(
+                "strata.load",
+                cache = %self.inner.name,
+                keys = leading.len(),
+                found = tracing::field::Empty
+            );
+            let timer = LoadTimer::start(self.inner.stats.as_ref());
+            // One batch call is one load: keys it does not return are absent, not failed.
+            let loaded = load(leading).instrument(span.clone()).await;
+            span.record("found", loaded.len());
+            timer.finish(true);
             for (k, v) in loaded {
                 if senders.contains_key(&k) {
                     self.insert(k.clone(), v.clone());
@@ -316,8 +354,21 @@ where
                 }
             }
             let done = Done(cache.clone(), key.clone(), hash);
-            if let Some(v) = reloader(key.clone()).await {
-                cache.write_if_generation(key, hash, gen, v);
+            let span = tracing::debug_span!(
+                "strata.refresh",
+                cache = %cache.inner.name,
+                ok = tracing::field::Empty,
+                written = tracing::field::Empty
+            );
+            // A reload is a loader call too: it is timed and counted with the loads, and
+            // `None` (the reloader gave up) counts as a failure.
+            let timer = LoadTimer::start(cache.inner.stats.as_ref());
+            let reloaded = reloader(key.clone()).instrument(span.clone()).await;
+            span.record("ok", reloaded.is_some());
+            timer.finish(reloaded.is_some());
+            if let Some(v) = reloaded {
+                let written = cache.write_if_generation(key, hash, gen, v);
+                span.record("written", written);
             }
             drop(done);
         });

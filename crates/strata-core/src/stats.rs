@@ -1,23 +1,11 @@
-//! Statistics: striped counters on the hot path, a plain snapshot for users.
+//! Statistics: the cache records into a [`CacheMetrics`] bundle registered in a
+//! [`Registry`](strata_metrics::Registry) (striped counters, a load-latency histogram), and
+//! [`Cache::stats`](crate::Cache::stats) copies it into a plain [`CacheStats`].
+//!
+//! The bundle lives in an `Option`: with statistics off the cache holds `None`, and every
+//! recording site is one predictable branch with no atomics.
 
-use strata_metrics::Counter;
-
-/// The live counters of one cache.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) hits: Counter,
-    pub(crate) misses: Counter,
-    pub(crate) inserts: Counter,
-    pub(crate) updates: Counter,
-    pub(crate) removals: Counter,
-    pub(crate) evictions_size: Counter,
-    pub(crate) expirations: Counter,
-    pub(crate) rejections: Counter,
-    pub(crate) loads_ok: Counter,
-    pub(crate) loads_err: Counter,
-    pub(crate) load_nanos: Counter,
-    pub(crate) refreshes: Counter,
-}
+use strata_metrics::CacheMetrics;
 
 /// A point-in-time copy of a cache's statistics.
 ///
@@ -44,7 +32,8 @@ pub struct CacheStats {
     pub admission_rejections: u64,
     /// Loader calls that produced a value.
     pub loads_ok: u64,
-    /// Loader calls that failed (errors are not cached).
+    /// Loader calls that failed: errors (which are not cached), panics, and leaders
+    /// cancelled before their loader finished.
     pub loads_failed: u64,
     /// Total time spent in loaders, in nanoseconds.
     pub load_nanos: u64,
@@ -77,6 +66,16 @@ impl CacheStats {
         }
     }
 
+    /// Failed loads over all loads; 0 when nothing was loaded.
+    pub fn load_failure_ratio(&self) -> f64 {
+        let n = self.loads_ok + self.loads_failed;
+        if n == 0 {
+            0.0
+        } else {
+            self.loads_failed as f64 / n as f64
+        }
+    }
+
     /// Mean loader time in nanoseconds; 0 when nothing was loaded.
     pub fn average_load_nanos(&self) -> f64 {
         let n = self.loads_ok + self.loads_failed;
@@ -88,23 +87,24 @@ impl CacheStats {
     }
 }
 
-impl Counters {
-    pub(crate) fn snapshot(&self, entry_count: u64, weighted_size: u64) -> CacheStats {
-        CacheStats {
-            hits: self.hits.get(),
-            misses: self.misses.get(),
-            inserts: self.inserts.get(),
-            updates: self.updates.get(),
-            removals: self.removals.get(),
-            evictions: self.evictions_size.get(),
-            expirations: self.expirations.get(),
-            admission_rejections: self.rejections.get(),
-            loads_ok: self.loads_ok.get(),
-            loads_failed: self.loads_err.get(),
-            load_nanos: self.load_nanos.get(),
-            refreshes: self.refreshes.get(),
-            entry_count,
-            weighted_size,
-        }
+/// Copies the live figures of `m` into a [`CacheStats`]; `entry_count` and `weighted_size`
+/// are the cache's own figures, read by the caller.
+pub(crate) fn snapshot(m: &CacheMetrics, entry_count: u64, weighted_size: u64) -> CacheStats {
+    CacheStats {
+        hits: m.hits.get(),
+        misses: m.misses.get(),
+        inserts: m.inserts.get(),
+        updates: m.updates.get(),
+        removals: m.removals.get(),
+        evictions: m.evictions_size.get(),
+        expirations: m.expirations.get(),
+        admission_rejections: m.admission_rejections.get(),
+        loads_ok: m.load_successes.get(),
+        loads_failed: m.load_failures.get(),
+        // The histogram's sum is exact (only its buckets are approximate).
+        load_nanos: m.load_duration.snapshot().sum(),
+        refreshes: m.refreshes.get(),
+        entry_count,
+        weighted_size,
     }
 }
