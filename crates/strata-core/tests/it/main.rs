@@ -4,4 +4,5 @@ mod api;
 mod concurrency;
 mod expiry;
 mod loading;
+mod metrics;
 mod model;
