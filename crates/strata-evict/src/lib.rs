@@ -17,6 +17,7 @@ mod fifo;
 mod ghost;
 mod list;
 mod lru;
+mod minisim;
 mod nodes;
 mod opt;
 mod rng;
@@ -33,6 +34,21 @@ pub use s3fifo::S3Fifo;
 pub use sieve::Sieve;
 pub use tinylfu::TinyLfu;
 
+/// How W-TinyLFU sizes its window between recency (large window) and frequency (small).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Adaptation {
+    /// The window keeps its initial share.
+    Fixed,
+    /// Caffeine's hill climber: compare the hit rate of each sample period with the last and
+    /// keep moving the window in the direction that helped.
+    HillClimbing,
+    /// Four miniature caches with different windows replay a sampled subset of the requests;
+    /// the window of the best one is adopted (the default: it closed more of the gap to OPT
+    /// on every shared trace set and seed tried, see docs/benchmarks.md).
+    MiniSimulation,
+}
+
 use std::fmt;
 
 /// A configuration that no policy can be built from.
@@ -48,7 +64,7 @@ pub enum Error {
         value: u8,
     },
     /// A policy name that [`PolicyConfig::from_name`] does not know.
-    #[error("unknown policy `{0}` (known: tinylfu, tinylfu-static, tinylfu-door, s3fifo, sieve, lru, fifo)")]
+    #[error("unknown policy `{0}` (known: tinylfu, tinylfu-hill, tinylfu-static, tinylfu-door, s3fifo, sieve, lru, fifo)")]
     UnknownPolicy(String),
 }
 
@@ -151,8 +167,8 @@ pub enum PolicyConfig {
     TinyLfu {
         /// The window's initial share of the capacity, in percent; Caffeine starts at 1.
         window_percent: u8,
-        /// Whether a hill climber resizes the window to the workload, as Caffeine does.
-        adaptive: bool,
+        /// How the window is resized to the workload.
+        adaptation: Adaptation,
         /// Whether the frequency sketch has a doorkeeper (a Bloom filter that absorbs each
         /// key's first occurrence per sample period) in front of half as many counters. Same
         /// memory; measured slightly worse on the shared traces, so off by default.
@@ -164,7 +180,11 @@ impl Default for PolicyConfig {
     /// Adaptive W-TinyLFU: across database, search, web and loop traces it closes the most
     /// of the gap between LRU and the offline optimum (see docs/benchmarks.md).
     fn default() -> Self {
-        PolicyConfig::TinyLfu { window_percent: 1, adaptive: true, doorkeeper: false }
+        PolicyConfig::TinyLfu {
+            window_percent: 1,
+            adaptation: Adaptation::MiniSimulation,
+            doorkeeper: false,
+        }
     }
 }
 
@@ -182,8 +202,8 @@ impl PolicyConfig {
             PolicyConfig::S3Fifo { small_percent } => {
                 Box::new(S3Fifo::new(capacity, small_percent))
             }
-            PolicyConfig::TinyLfu { window_percent, adaptive, doorkeeper } => {
-                Box::new(TinyLfu::new(capacity, window_percent, adaptive, doorkeeper, seed))
+            PolicyConfig::TinyLfu { window_percent, adaptation, doorkeeper } => {
+                Box::new(TinyLfu::new(capacity, window_percent, adaptation, doorkeeper, seed))
             }
         }
     }
@@ -208,18 +228,24 @@ impl PolicyConfig {
             PolicyConfig::Lru => "lru",
             PolicyConfig::Sieve => "sieve",
             PolicyConfig::S3Fifo { .. } => "s3fifo",
-            PolicyConfig::TinyLfu { adaptive, doorkeeper, .. } => {
-                tinylfu::tinylfu_name(*adaptive, *doorkeeper)
+            PolicyConfig::TinyLfu { adaptation, doorkeeper, .. } => {
+                tinylfu::tinylfu_name(*adaptation, *doorkeeper)
             }
         }
     }
 
     /// Every policy with its recommended parameters, the default first.
     pub fn all() -> Vec<PolicyConfig> {
+        let tinylfu = |adaptation, doorkeeper| PolicyConfig::TinyLfu {
+            window_percent: 1,
+            adaptation,
+            doorkeeper,
+        };
         vec![
             PolicyConfig::default(),
-            PolicyConfig::TinyLfu { window_percent: 1, adaptive: false, doorkeeper: false },
-            PolicyConfig::TinyLfu { window_percent: 1, adaptive: true, doorkeeper: true },
+            tinylfu(Adaptation::HillClimbing, false),
+            tinylfu(Adaptation::Fixed, false),
+            tinylfu(Adaptation::MiniSimulation, true),
             PolicyConfig::S3Fifo { small_percent: 10 },
             PolicyConfig::Sieve,
             PolicyConfig::Lru,

@@ -1,4 +1,4 @@
-//! W-TinyLFU (Einziger, Friedman and Manes, ACM TOS 2017) with Caffeine's adaptive window.
+//! W-TinyLFU (Einziger, Friedman and Manes, ACM TOS 2017) with an adaptive window.
 //!
 //! New entries enter a small LRU *window*. When the window overflows, its oldest entry becomes
 //! a *candidate* for the main region, a segmented LRU (a *probation* segment for entries seen
@@ -13,17 +13,27 @@
 //! candidate that loses the frequency duel is still admitted with probability 1/128, so no
 //! crafted stream can hold a victim in place forever.
 //!
-//! **Adaptive window.** As in Caffeine, a hill climber samples the hit rate over fixed
-//! periods and moves capacity between the window and the protected segment in the direction
-//! that last improved it, with a step that decays while the hit rate is stable and restarts
-//! when it jumps (a phase change). Recency-heavy workloads grow the window towards LRU;
-//! frequency-heavy ones shrink it towards pure TinyLFU.
+//! **Adaptive window.** Recency-heavy workloads want a large window (towards LRU),
+//! frequency-heavy ones a small one (towards pure TinyLFU). Two ways of choosing are offered
+//! (see [`crate::Adaptation`]):
+//!
+//! - *Hill climbing*, as in Caffeine: sample the hit rate over fixed periods and move
+//!   capacity between the window and the protected segment in the direction that last
+//!   improved it, with a step that decays while the hit rate is stable and restarts when it
+//!   jumps. It compares a period with the previous one, so on traces whose hit rate drifts
+//!   by itself (sprite swings between 28% and 96% from one period to the next) it wanders.
+//! - *Miniature simulation* (the default; see the `minisim` module): four small static
+//!   W-TinyLFU caches with windows of 1, 10, 30 and 70% replay a hash-sampled subset of the
+//!   requests side by side, and the policy adopts the window of the one with the best recent
+//!   hit count. On the shared traces it closed about 2.5 points more of the LRU-to-OPT gap
+//!   than the hill climber, on every seed tried.
 
 use crate::list::List;
+use crate::minisim::MiniSim;
 use crate::nodes::Nodes;
 use crate::rng::SplitMix64;
 use crate::sketch::FrequencySketch;
-use crate::{Policy, Slot};
+use crate::{Adaptation, Policy, Slot};
 
 const WINDOW: u8 = 1;
 const PROBATION: u8 = 2;
@@ -52,8 +62,6 @@ struct Climber {
     previous_hit_rate: f64,
     /// Signed step, in weight units; positive grows the window.
     step: f64,
-    /// Adjustment still to apply, in weight units; positive grows the window.
-    pending: i64,
 }
 
 impl Climber {
@@ -66,15 +74,14 @@ impl Climber {
             // better (about 1 point of gap closed on the shared traces): the first sample is
             // cold, so its direction is kept until the hit rate falls.
             step: STEP_PERCENT * capacity as f64,
-            pending: 0,
         }
     }
 
-    /// Closes a sample once it holds `sample_size` requests and decides the next adjustment.
-    fn sample(&mut self, sample_size: u64, capacity: u64) {
+    /// Closes a sample once it holds `sample_size` requests and returns the next adjustment.
+    fn sample(&mut self, sample_size: u64, capacity: u64) -> Option<i64> {
         let requests = self.hits + self.misses;
         if requests < sample_size {
-            return;
+            return None;
         }
         let hit_rate = self.hits as f64 / requests as f64;
         let change = hit_rate - self.previous_hit_rate;
@@ -85,20 +92,31 @@ impl Climber {
             STEP_DECAY * amount
         };
         self.previous_hit_rate = hit_rate;
-        self.pending = amount as i64;
         self.hits = 0;
         self.misses = 0;
+        Some(amount as i64)
     }
 }
 
 /// The report name of a W-TinyLFU configuration.
-pub(crate) fn tinylfu_name(adaptive: bool, doorkeeper: bool) -> &'static str {
-    match (adaptive, doorkeeper) {
-        (true, false) => "tinylfu",
-        (false, false) => "tinylfu-static",
-        (true, true) => "tinylfu-door",
-        (false, true) => "tinylfu-static-door",
+pub(crate) fn tinylfu_name(adaptation: Adaptation, doorkeeper: bool) -> &'static str {
+    match (adaptation, doorkeeper) {
+        (Adaptation::MiniSimulation, false) => "tinylfu",
+        (Adaptation::HillClimbing, false) => "tinylfu-hill",
+        (Adaptation::Fixed, false) => "tinylfu-static",
+        (Adaptation::MiniSimulation, true) => "tinylfu-door",
+        (Adaptation::HillClimbing, true) => "tinylfu-hill-door",
+        (Adaptation::Fixed, true) => "tinylfu-static-door",
     }
+}
+
+/// The state of whatever sizes the window.
+#[derive(Debug)]
+enum Adapter {
+    Fixed,
+    Hill(Climber),
+    /// The minis are built at the first eviction, when the cache's entry count is known.
+    Mini(Option<Box<MiniSim>>),
 }
 
 /// W-TinyLFU with an optionally adaptive window.
@@ -119,20 +137,23 @@ pub struct TinyLfu {
     protected_max: u64,
     sketch: FrequencySketch,
     rng: SplitMix64,
-    climber: Option<Climber>,
+    adapter: Adapter,
+    /// Window adjustment still to apply, in weight units; positive grows the window.
+    pending: i64,
+    seed: u64,
 }
 
 impl TinyLfu {
     /// An empty W-TinyLFU policy for `capacity` weight units whose window starts at
-    /// `window_percent` of it (Caffeine uses 1; values above 100 act as 100). With
-    /// `adaptive`, the hill climber resizes the window from there.
+    /// `window_percent` of it (Caffeine uses 1; values above 100 act as 100), resized from
+    /// there as `adaptation` says.
     ///
     /// With `doorkeeper`, the frequency sketch puts a Bloom filter in front of its counters
     /// (see [`crate::PolicyConfig::TinyLfu`]).
     pub fn new(
         capacity: u64,
         window_percent: u8,
-        adaptive: bool,
+        adaptation: Adaptation,
         doorkeeper: bool,
         seed: u64,
     ) -> Self {
@@ -152,7 +173,13 @@ impl TinyLfu {
             protected_max: 0,
             sketch: FrequencySketch::new(expected, salt, doorkeeper),
             rng,
-            climber: adaptive.then(|| Climber::new(capacity)),
+            adapter: match adaptation {
+                Adaptation::Fixed => Adapter::Fixed,
+                Adaptation::HillClimbing => Adapter::Hill(Climber::new(capacity)),
+                Adaptation::MiniSimulation => Adapter::Mini(None),
+            },
+            pending: 0,
+            seed,
         };
         p.size_regions(capacity, f64::from(window_percent.min(100)) / 100.0);
         p
@@ -250,31 +277,50 @@ impl TinyLfu {
         }
     }
 
-    fn record(&mut self, hit: bool) {
-        let sample_size = self.sketch.sample_size();
+    /// Counts a request for whatever sizes the window, and applies any adjustment due.
+    fn record(&mut self, hit: bool, tag: u32) {
         let capacity = self.capacity;
-        let Some(c) = self.climber.as_mut() else { return };
-        if hit {
-            c.hits += 1;
-        } else {
-            c.misses += 1;
+        let sample_size = self.sketch.sample_size();
+        let decision = match &mut self.adapter {
+            Adapter::Fixed | Adapter::Mini(None) => None,
+            Adapter::Hill(c) => {
+                if hit {
+                    c.hits += 1;
+                } else {
+                    c.misses += 1;
+                }
+                c.sample(sample_size, capacity)
+            }
+            Adapter::Mini(Some(sim)) => sim.observe(tag).map(|share| {
+                let target = ((capacity as f64 * share) as u64).clamp(1, capacity.max(1));
+                target as i64 - self.window_max as i64
+            }),
+        };
+        if let Some(adjustment) = decision {
+            self.pending = adjustment;
         }
-        c.sample(sample_size, capacity);
-        if c.pending != 0 {
+        if self.pending != 0 {
             self.climb();
         }
     }
 
-    /// Applies the climber's pending adjustment, moving at most [`TRANSFER_LIMIT`] entries.
+    /// Applies the pending adjustment, moving at most [`TRANSFER_LIMIT`] entries; the rest
+    /// stays pending for the next call.
     fn climb(&mut self) {
-        let Some(pending) = self.climber.as_ref().map(|c| c.pending) else { return };
-        let left = if pending > 0 {
+        let pending = self.pending;
+        self.pending = if pending > 0 {
             self.grow_window(pending.unsigned_abs())
         } else {
             -(self.shrink_window(pending.unsigned_abs()) as i64)
         };
-        if let Some(c) = self.climber.as_mut() {
-            c.pending = left;
+    }
+
+    /// How the window is sized.
+    pub fn adaptation(&self) -> Adaptation {
+        match self.adapter {
+            Adapter::Fixed => Adaptation::Fixed,
+            Adapter::Hill(_) => Adaptation::HillClimbing,
+            Adapter::Mini(_) => Adaptation::MiniSimulation,
         }
     }
 
@@ -334,7 +380,7 @@ impl TinyLfu {
 
 impl Policy for TinyLfu {
     fn name(&self) -> &'static str {
-        tinylfu_name(self.climber.is_some(), self.sketch.has_doorkeeper())
+        tinylfu_name(self.adaptation(), self.sketch.has_doorkeeper())
     }
 
     fn on_insert(&mut self, slot: Slot, hash: u64, weight: u32) {
@@ -352,7 +398,7 @@ impl Policy for TinyLfu {
         self.sketch.ensure_capacity(self.len());
         self.sketch.increment(tag);
         self.spill_window();
-        self.record(false);
+        self.record(false, tag);
     }
 
     fn on_access(&mut self, slot: Slot, hash: u64) {
@@ -367,7 +413,7 @@ impl Policy for TinyLfu {
             }
             _ => self.protected.move_to_back(&mut self.nodes, slot),
         }
-        self.record(true);
+        self.record(true, tag);
     }
 
     fn on_update(&mut self, slot: Slot, weight: u32) {
@@ -394,6 +440,12 @@ impl Policy for TinyLfu {
     }
 
     fn evict(&mut self) -> Option<Slot> {
+        if let Adapter::Mini(sim @ None) = &mut self.adapter {
+            *sim = Some(Box::new(MiniSim::new(
+                self.window.len() + self.probation.len() + self.protected.len(),
+                self.seed,
+            )));
+        }
         if self.window_weight > self.window_max {
             if let Some(candidate) = self.window.front() {
                 let victim = self.probation.front().or_else(|| self.protected.front());
@@ -438,9 +490,12 @@ impl Policy for TinyLfu {
         let fraction =
             if self.capacity == 0 { 0.01 } else { self.window_max as f64 / self.capacity as f64 };
         self.size_regions(capacity, fraction);
-        if let Some(c) = self.climber.as_mut() {
-            c.pending = 0;
-            c.step = STEP_PERCENT * capacity as f64;
+        self.pending = 0;
+        match &mut self.adapter {
+            Adapter::Fixed => {}
+            Adapter::Hill(c) => c.step = STEP_PERCENT * capacity as f64,
+            // The minis were sized for the old capacity; rebuild them at the next eviction.
+            Adapter::Mini(sim) => *sim = None,
         }
         self.demote_protected();
     }
@@ -454,6 +509,10 @@ impl Policy for TinyLfu {
         self.probation_weight = 0;
         self.protected_weight = 0;
         self.sketch.clear();
+        self.pending = 0;
+        if let Adapter::Mini(sim) = &mut self.adapter {
+            *sim = None;
+        }
     }
 }
 
@@ -463,7 +522,7 @@ mod tests {
 
     #[test]
     fn a_popular_key_survives_a_scan() {
-        let mut p = TinyLfu::new(10, 10, false, false, 1);
+        let mut p = TinyLfu::new(10, 10, Adaptation::Fixed, false, 1);
         let mut resident = std::collections::HashSet::new();
         for s in 0..10u32 {
             p.on_insert(s, u64::from(s), 1);
@@ -487,7 +546,7 @@ mod tests {
     fn windows_grow_on_a_recency_workload() {
         // A sliding working set: each key is read a few times right after it arrives and
         // never again, which only a large window (LRU) serves.
-        let mut p = TinyLfu::new(100, 1, true, false, 1);
+        let mut p = TinyLfu::new(100, 1, Adaptation::HillClimbing, false, 1);
         let start = p.window_capacity();
         let mut slots = std::collections::HashMap::new();
         let mut owner = vec![u64::MAX; 200];

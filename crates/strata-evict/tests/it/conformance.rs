@@ -3,14 +3,20 @@
 
 use proptest::prelude::*;
 use std::collections::HashMap;
-use strata_evict::{Policy, PolicyConfig, Slot};
+use strata_evict::{Adaptation, Policy, PolicyConfig, Slot};
 
 /// Every configuration under test: the recommended ones plus unusual parameters.
 fn configs() -> Vec<PolicyConfig> {
     let mut all = PolicyConfig::all();
-    all.push(PolicyConfig::TinyLfu { window_percent: 0, adaptive: true, doorkeeper: false });
-    all.push(PolicyConfig::TinyLfu { window_percent: 100, adaptive: false, doorkeeper: true });
-    all.push(PolicyConfig::TinyLfu { window_percent: 20, adaptive: true, doorkeeper: true });
+    for (window_percent, adaptation, doorkeeper) in [
+        (0, Adaptation::MiniSimulation, false),
+        (100, Adaptation::Fixed, true),
+        (20, Adaptation::HillClimbing, true),
+        (0, Adaptation::HillClimbing, false),
+        (100, Adaptation::MiniSimulation, true),
+    ] {
+        all.push(PolicyConfig::TinyLfu { window_percent, adaptation, doorkeeper });
+    }
     all.push(PolicyConfig::S3Fifo { small_percent: 0 });
     all.push(PolicyConfig::S3Fifo { small_percent: 100 });
     all
@@ -255,9 +261,13 @@ fn names_round_trip_and_validation_rejects_nonsense() {
         assert_eq!(config.build(10, 0).name(), config.name());
         assert!(config.validate().is_ok());
     }
-    assert!(PolicyConfig::TinyLfu { window_percent: 101, adaptive: true, doorkeeper: false }
-        .validate()
-        .is_err());
+    assert!(PolicyConfig::TinyLfu {
+        window_percent: 101,
+        adaptation: Adaptation::Fixed,
+        doorkeeper: false
+    }
+    .validate()
+    .is_err());
     assert!(PolicyConfig::S3Fifo { small_percent: 200 }.validate().is_err());
     assert_eq!(PolicyConfig::default().name(), "tinylfu");
 }

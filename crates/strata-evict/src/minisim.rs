@@ -1,0 +1,162 @@
+//! Miniature simulations that size W-TinyLFU's window (after Waldspurger et al., "Cache
+//! Modeling and Optimization using Miniature Simulations", USENIX ATC'17, and the mini-sim
+//! climber of Caffeine's simulator).
+//!
+//! A few small static W-TinyLFU caches, each with a different window share, replay the same
+//! spatially sampled subset of the requests (a key is sampled when a keyed hash of it is
+//! divisible by the sampling rate, so a sampled key is always sampled). Every period the
+//! policy adopts the window share of the mini whose decayed hit count is highest. Unlike a
+//! hill climber, which compares one period with the previous and so mistakes a drift of the
+//! workload for the effect of its last step, the minis see the same requests at the same time.
+//!
+//! Cost: each mini holds at most [`MINI_ENTRIES`] entries at about 42 bytes each (node,
+//! sketch share, map entry, key tag), so the four cost at most about 86 KiB per policy
+//! instance, whatever the cache's size; a sampled request costs four small cache operations,
+//! and at most one request in `rate` is sampled. The minis count entries, not weights: for a
+//! weighted cache they model the entry count seen when the cache first filled.
+
+use crate::ghost::FingerprintHasher;
+use crate::rng::mix64;
+use crate::tinylfu::TinyLfu;
+use crate::{Adaptation, Policy, Slot};
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+/// The window shares the minis try, smallest first (ties go to the smaller window).
+const FRACTIONS: [f64; 4] = [0.01, 0.1, 0.3, 0.7];
+/// The most entries one mini holds; larger caches are modelled by sampling.
+pub(crate) const MINI_ENTRIES: usize = 512;
+/// A period lasts this many sampled requests per mini entry.
+const PERIOD_PER_ENTRY: u64 = 8;
+/// Each period, earlier hit counts are multiplied by this before the new ones are added.
+const DECAY: f64 = 0.5;
+
+/// One miniature cache and the map its owner would keep.
+#[derive(Debug)]
+struct Mini {
+    policy: TinyLfu,
+    slots: HashMap<u32, Slot, BuildHasherDefault<FingerprintHasher>>,
+    tags: Vec<u32>,
+    free: Vec<Slot>,
+    hits: u64,
+}
+
+impl Mini {
+    /// The replay step: a get, and an insert on a miss.
+    fn access(&mut self, tag: u32) {
+        if let Some(&slot) = self.slots.get(&tag) {
+            self.policy.on_access(slot, u64::from(tag));
+            self.hits += 1;
+            return;
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.tags.push(0);
+            (self.tags.len() - 1) as Slot
+        });
+        self.tags[slot as usize] = tag;
+        self.slots.insert(tag, slot);
+        self.policy.on_insert(slot, u64::from(tag), 1);
+        // Each eviction removes one resident entry, so this ends.
+        while self.policy.weighted_size() > self.policy.capacity() {
+            let Some(victim) = self.policy.evict() else { break };
+            self.slots.remove(&self.tags[victim as usize]);
+            self.free.push(victim);
+        }
+    }
+}
+
+/// The minis and their scores.
+#[derive(Debug)]
+pub(crate) struct MiniSim {
+    minis: Vec<Mini>,
+    scores: [f64; FRACTIONS.len()],
+    rate: u64,
+    salt: u64,
+    seen: u64,
+    period: u64,
+}
+
+impl MiniSim {
+    /// Minis for a cache holding about `entries` entries.
+    pub(crate) fn new(entries: usize, seed: u64) -> Self {
+        let entries = entries.max(1);
+        let rate = entries.div_ceil(MINI_ENTRIES).max(1);
+        let mini_entries = (entries / rate).max(8) as u64;
+        let minis = FRACTIONS
+            .iter()
+            .enumerate()
+            .map(|(i, &share)| Mini {
+                policy: TinyLfu::new(
+                    mini_entries,
+                    (share * 100.0) as u8,
+                    Adaptation::Fixed,
+                    false,
+                    mix64(seed ^ i as u64),
+                ),
+                slots: HashMap::default(),
+                tags: Vec::new(),
+                free: Vec::new(),
+                hits: 0,
+            })
+            .collect();
+        MiniSim {
+            minis,
+            scores: [0.0; FRACTIONS.len()],
+            rate: rate as u64,
+            salt: mix64(seed ^ 0x3C6E_F372_FE94_F82B),
+            seen: 0,
+            period: PERIOD_PER_ENTRY * mini_entries,
+        }
+    }
+
+    /// Feeds one request; at the end of a period returns the window share to adopt.
+    pub(crate) fn observe(&mut self, tag: u32) -> Option<f64> {
+        if mix64(u64::from(tag) ^ self.salt) % self.rate != 0 {
+            return None;
+        }
+        for m in &mut self.minis {
+            m.access(tag);
+        }
+        self.seen += 1;
+        if self.seen % self.period != 0 {
+            return None;
+        }
+        let mut best = 0;
+        for (k, m) in self.minis.iter_mut().enumerate() {
+            self.scores[k] = self.scores[k] * DECAY + m.hits as f64;
+            m.hits = 0;
+            if self.scores[k] > self.scores[best] {
+                best = k;
+            }
+        }
+        Some(FRACTIONS[best])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recency_workload_picks_a_large_window_and_a_loop_a_small_one() {
+        // Recency: each key is read again 20 steps after it first appears and then never.
+        // About 40 distinct keys are touched in between, so only a window of 40 or more
+        // entries catches the second read; frequency cannot tell the keys apart.
+        let mut sim = MiniSim::new(100, 1);
+        let mut last = None;
+        for k in 0u32..40_000 {
+            for key in [k, k.saturating_sub(20)] {
+                last = sim.observe(mix64(u64::from(key)) as u32).or(last);
+            }
+        }
+        assert_eq!(last, Some(0.7));
+        // A loop slightly larger than the cache: frequency keeps a stable subset, a large
+        // window churns.
+        let mut sim = MiniSim::new(100, 1);
+        let mut last = None;
+        for k in 0u32..40_000 {
+            last = sim.observe(mix64(u64::from(k % 120)) as u32).or(last);
+        }
+        assert_eq!(last, Some(0.01));
+    }
+}
