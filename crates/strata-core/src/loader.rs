@@ -151,10 +151,14 @@ where
     {
         let mut init = Some(init);
         let hash = self.hash(&key);
+        // Only the first lookup is a read in the statistics' sense (one call, one hit or one
+        // miss); the second looks below and the retries after a vanished leader use `peek`.
+        let mut lookup: fn(&Self, &K) -> Option<V> = |c, k| c.get(k);
         loop {
-            if let Some(v) = self.get(&key) {
+            if let Some(v) = lookup(self, &key) {
                 return Ok(v);
             }
+            lookup = |c, k| c.peek(k);
             let table = self.inner.inflight.table(hash);
             let role = {
                 let mut t = table.lock();
@@ -180,7 +184,7 @@ where
                         LeaderGuard { table, key: Some((key.clone(), TypeId::of::<E>())) };
                     // We may have missed just before the previous leader inserted its value
                     // and left the table; it inserts before it leaves, so look again.
-                    if let Some(v) = self.get(&key) {
+                    if let Some(v) = self.peek(&key) {
                         guard.release();
                         let _ = tx.send(Some(Ok(v.clone())));
                         return Ok(v);
@@ -271,7 +275,7 @@ where
                     drop(t);
                     let mut guard = LeaderGuard { table, key: Some((key.clone(), id)) };
                     // As in `try_get_with`: a previous leader may have inserted since our miss.
-                    if let Some(v) = self.get(&key) {
+                    if let Some(v) = self.peek(&key) {
                         guard.release();
                         let _ = tx.send(Some(Ok(v.clone())));
                         found.insert(key, v);
@@ -320,7 +324,7 @@ where
                 Some(Err(e)) => match *e {},
                 None => {
                     // The other loader went away or skipped the key; it may be cached now.
-                    if let Some(v) = self.get(&key) {
+                    if let Some(v) = self.peek(&key) {
                         found.insert(key, v);
                     }
                 }
