@@ -96,10 +96,15 @@ fn release_bin(bin: &str, args: &[String]) -> Result<()> {
 }
 
 fn loom() -> Result<()> {
-    let mut t = cargo();
-    t.args(["test", "--release", "-p", "strata-core", "--lib", "loom"])
-        .env("RUSTFLAGS", "--cfg strata_loom")
-        .env("LOOM_MAX_PREEMPTIONS", "2")
-        .env("CARGO_TARGET_DIR", root().join("target").join("loom"));
-    run(t)
+    // The cache's models, then the metrics crate's (the counter's stripe hand-off), with the
+    // same flags and target dir so the second run reuses the first one's loom build.
+    for krate in ["strata-core", "strata-metrics"] {
+        let mut t = cargo();
+        t.args(["test", "--release", "-p", krate, "--lib", "loom"])
+            .env("RUSTFLAGS", "--cfg strata_loom")
+            .env("LOOM_MAX_PREEMPTIONS", "2")
+            .env("CARGO_TARGET_DIR", root().join("target").join("loom"));
+        run(t)?;
+    }
+    Ok(())
 }
