@@ -12,8 +12,10 @@
 //! use in CI.
 //!
 //! The workload is synthetic (an 80 % hit ratio against an imaginary cache, with load,
-//! tier and WAL latencies drawn from skewed distributions); it stands in for a real cache until
-//! strata-core is wired to `CacheMetrics`.
+//! tier and WAL latencies drawn from skewed distributions), so that every family of the
+//! catalogue, tiers and WAL included, has figures. For a real cache's metrics, run the facade
+//! crate's example, `cargo run -p strata --example serve_prometheus -- --self-check` (it
+//! lives there because this crate cannot depend on strata-core, which depends on it).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
