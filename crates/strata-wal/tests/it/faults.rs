@@ -168,3 +168,119 @@ fn every_single_operation_failure_is_reported_never_swallowed() -> anyhow::Resul
     }
     Ok(())
 }
+
+mod group_commit {
+    use crate::*;
+    use std::io;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Condvar, Mutex};
+    use strata_wal::{FileBytes, LockGuard, WalFile};
+
+    /// A file system whose first fsync once armed blocks until the test opens the gate, and which counts
+    /// fsyncs: it makes "appenders arrive while a leader syncs" happen deterministically.
+    #[derive(Debug, Default)]
+    struct Gate {
+        open: Mutex<bool>,
+        cv: Condvar,
+        armed: AtomicBool,
+        in_sync: AtomicBool,
+        syncs: AtomicU64,
+    }
+
+    #[derive(Debug)]
+    struct GateFs(FaultFs, Arc<Gate>);
+
+    #[derive(Debug)]
+    struct GateFile(Box<dyn WalFile>, Arc<Gate>);
+
+    impl WalFile for GateFile {
+        fn append(&self, buf: &[u8]) -> io::Result<()> {
+            self.0.append(buf)
+        }
+        fn sync(&self) -> io::Result<()> {
+            let n = self.1.syncs.fetch_add(1, Ordering::SeqCst);
+            if n == 0 && self.1.armed.load(Ordering::SeqCst) {
+                self.1.in_sync.store(true, Ordering::SeqCst);
+                let mut open = self.1.open.lock().expect("no panics");
+                while !*open {
+                    open = self.1.cv.wait(open).expect("no panics");
+                }
+            }
+            self.0.sync()
+        }
+    }
+
+    impl FileSystem for GateFs {
+        fn create_dir_all(&self, d: &Path) -> io::Result<()> {
+            self.0.create_dir_all(d)
+        }
+        fn list(&self, d: &Path) -> io::Result<Vec<String>> {
+            self.0.list(d)
+        }
+        fn create(&self, p: &Path) -> io::Result<Box<dyn WalFile>> {
+            Ok(Box::new(GateFile(self.0.create(p)?, Arc::clone(&self.1))))
+        }
+        fn read(&self, p: &Path) -> io::Result<FileBytes> {
+            self.0.read(p)
+        }
+        fn truncate(&self, p: &Path, len: u64) -> io::Result<()> {
+            self.0.truncate(p, len)
+        }
+        fn rename(&self, a: &Path, b: &Path) -> io::Result<()> {
+            self.0.rename(a, b)
+        }
+        fn remove(&self, p: &Path) -> io::Result<()> {
+            self.0.remove(p)
+        }
+        fn sync_dir(&self, d: &Path) -> io::Result<()> {
+            self.0.sync_dir(d)
+        }
+        fn lock_dir(&self, d: &Path) -> io::Result<LockGuard> {
+            self.0.lock_dir(d)
+        }
+    }
+
+    /// Polls `cond` every millisecond for at most 10 s.
+    fn eventually(cond: impl Fn() -> bool) -> bool {
+        for _ in 0..10_000 {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn appenders_arriving_during_a_sync_share_the_next_one() -> anyhow::Result<()> {
+        let gate = Arc::new(Gate::default());
+        let fs = GateFs(FaultFs::new(), Arc::clone(&gate));
+        // Segment creation fsyncs too; open first, then count from zero.
+        let wal = Wal::builder(DIR).file_system(Arc::new(fs)).open()?;
+        gate.syncs.store(0, Ordering::SeqCst);
+        gate.armed.store(true, Ordering::SeqCst);
+        std::thread::scope(|s| -> anyhow::Result<()> {
+            let leader = s.spawn(|| wal.append(b"leader"));
+            anyhow::ensure!(eventually(|| gate.in_sync.load(Ordering::SeqCst)), "no leader fsync");
+            let followers: Vec<_> = (0..7)
+                .map(|i| {
+                    let wal = &wal;
+                    s.spawn(move || wal.append(format!("follower {i}").as_bytes()))
+                })
+                .collect();
+            // Every follower has written its record and waits for durability.
+            anyhow::ensure!(eventually(|| wal.next_seq() == 9), "followers did not write");
+            *gate.open.lock().expect("no panics") = true;
+            gate.cv.notify_all();
+            leader.join().expect("no panic")?;
+            for f in followers {
+                f.join().expect("no panic")?;
+            }
+            Ok(())
+        })?;
+        // One fsync for the leader's record, one shared by the seven that arrived meanwhile.
+        assert_eq!(gate.syncs.load(Ordering::SeqCst), 2);
+        assert_eq!(wal.durable_seq(), 8);
+        Ok(())
+    }
+}
