@@ -18,7 +18,7 @@ use crate::recover::{self, Manifest, RecoveryReport, Replay};
 use crate::{RecoveryMode, SyncPolicy};
 use parking_lot::{Condvar, Mutex};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -164,11 +164,9 @@ impl WalBuilder {
             durable: Mutex::new(DurableState {
                 durable_seq: last_seq,
                 leader: false,
-                waiting: 0,
                 failed: false,
             }),
             durable_cv: Condvar::new(),
-            written: AtomicU64::new(last_seq),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             checkpointing: AtomicBool::new(false),
@@ -215,10 +213,6 @@ pub(crate) struct Shared {
     pub(crate) log: Mutex<LogState>,
     durable: Mutex<DurableState>,
     durable_cv: Condvar,
-    /// Mirrors `LogState::next_seq - 1` (stored under the log lock after each write) so that a
-    /// group-commit leader can see whether more records await a sync without taking the log
-    /// lock.
-    written: AtomicU64,
     stop: Mutex<bool>,
     stop_cv: Condvar,
     pub(crate) checkpointing: AtomicBool,
@@ -240,13 +234,8 @@ pub(crate) struct LogState {
 struct DurableState {
     durable_seq: u64,
     leader: bool,
-    /// Threads blocked waiting for a leader's fsync.
-    waiting: usize,
     failed: bool,
 }
-
-/// How many extra fsyncs a group-commit leader runs for others after its own record is durable.
-const MAX_EXTRA_ROUNDS: u32 = 8;
 
 impl Shared {
     /// Marks the log poisoned after a failed write or fsync: the disk's state is unknown, so no
@@ -321,7 +310,6 @@ impl Shared {
             }
             log.active_len += frame_len;
             log.next_seq += 1;
-            self.written.store(seq, Ordering::Release);
             if self.policy == SyncPolicy::Always && !self.group_commit {
                 if let Err(e) = log.active.sync() {
                     self.poison(&mut log);
@@ -344,44 +332,20 @@ impl Shared {
     /// else is syncing.
     fn wait_durable(&self, target: u64) -> Result<()> {
         let mut d = self.durable.lock();
-        // Whether this thread is the current leader, and how many fsyncs it has led beyond the
-        // one its own record needed.
-        let mut leading = false;
-        let mut extra_rounds = 0;
-        // Each turn returns, waits for a leader that is already syncing, or syncs. A leader's
-        // sync covers every record written before it started, so at most two syncs after this
-        // append's write are needed; a leader keeps leading for others at most
-        // MAX_EXTRA_ROUNDS times. The loop ends.
+        // Each turn either returns, waits for a leader that is already syncing, or syncs; a
+        // leader's sync covers every record written before it started, so at most two syncs
+        // after this append's write are needed and the loop ends.
         loop {
-            let mine_done = d.durable_seq >= target;
-            if d.failed {
-                if leading {
-                    d.leader = false;
-                    self.durable_cv.notify_all();
-                }
-                return Err(Error::Poisoned);
-            }
-            if mine_done && !leading {
+            if d.durable_seq >= target {
                 return Ok(());
             }
-            if mine_done {
-                // This thread leads but its record is durable: keep leading only while others
-                // wait for records already written, which saves them the latency of waking a
-                // new leader.
-                let written = self.written.load(Ordering::Acquire);
-                if d.waiting == 0 || written <= d.durable_seq || extra_rounds >= MAX_EXTRA_ROUNDS {
-                    d.leader = false;
-                    self.durable_cv.notify_all();
-                    return Ok(());
-                }
-                extra_rounds += 1;
-            } else if !leading && d.leader {
-                d.waiting += 1;
+            if d.failed {
+                return Err(Error::Poisoned);
+            }
+            if d.leader {
                 self.durable_cv.wait(&mut d);
-                d.waiting -= 1;
                 continue;
             }
-            leading = true;
             d.leader = true;
             drop(d);
             let (file, upto, id) = {
@@ -390,11 +354,11 @@ impl Shared {
             };
             let res = file.sync();
             d = self.durable.lock();
+            d.leader = false;
             match res {
                 Ok(()) => d.durable_seq = d.durable_seq.max(upto),
                 Err(e) => {
                     d.failed = true;
-                    d.leader = false;
                     drop(d);
                     self.durable_cv.notify_all();
                     self.log.lock().failed = true;
@@ -402,8 +366,6 @@ impl Shared {
                     return Err(Error::io("fsync segment", path, e));
                 }
             }
-            // Waiters whose records are now durable return; the leader flag stays set until the
-            // top of the loop decides whether this thread leads another round.
             self.durable_cv.notify_all();
         }
     }
