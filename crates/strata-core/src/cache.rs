@@ -146,7 +146,7 @@ where
     }
 
     #[inline]
-    pub(crate) fn count(&self, f: impl FnOnce(&CacheMetrics)) {
+    fn count(&self, f: impl FnOnce(&CacheMetrics)) {
         if let Some(s) = &self.inner.stats {
             f(s);
         }

@@ -158,6 +158,9 @@ async fn loads_are_counted_by_outcome_and_timed() {
     assert_eq!(got.len(), 3);
     let s = cache.stats();
     assert_eq!((s.loads_ok, s.loads_failed), (2, 3), "{s:?}");
+    // One call, one lookup: the leader's second look (and a retry's) is not a read, so the
+    // four loading calls and the batch's two missing keys are six misses, key 1 one hit.
+    assert_eq!((s.hits, s.misses), (1, 6), "{s:?}");
     assert!((s.load_failure_ratio() - 0.6).abs() < 1e-9);
     // The batch slept 2 ms and the cancelled load ran until its 20 ms timeout (which was
     // armed a moment before the load started): the sum covers at least 20 ms.
