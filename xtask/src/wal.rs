@@ -90,6 +90,14 @@ pub(crate) fn wal_fuzz(args: &[String]) -> Result<()> {
         .args(["fuzz", "run", "wal_segment", "--", &format!("-max_total_time={seconds}")])
         // A target dir of its own: fuzz builds use sanitizer flags that would invalidate the
         // workspace's build cache.
-        .env("CARGO_TARGET_DIR", crate::root().join("target").join("fuzz"));
+        .env("CARGO_TARGET_DIR", fuzz_target_dir());
     crate::run(cmd)
+}
+
+/// `$CARGO_TARGET_DIR/fuzz`, or `target/fuzz` in the workspace.
+fn fuzz_target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("fuzz"),
+        None => crate::root().join("target").join("fuzz"),
+    }
 }
