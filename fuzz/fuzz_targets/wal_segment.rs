@@ -38,7 +38,11 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let dir = Path::new("/wal");
-    for recovery in [RecoveryMode::TolerateTornTail, RecoveryMode::AbsoluteConsistency, RecoveryMode::SkipCorrupt] {
+    for recovery in [
+        RecoveryMode::TolerateTornTail,
+        RecoveryMode::AbsoluteConsistency,
+        RecoveryMode::SkipCorrupt,
+    ] {
         let fs = FaultFs::new();
         let setup = (|| {
             fs.create_dir_all(dir)?;
