@@ -24,6 +24,7 @@ jobs:
   loom        the loom models alone (RUSTFLAGS=--cfg strata_loom)
   audit       advisories (offline RustSec DB), license allow-list, unsafe count and forbid rule
   wal-check   validate a write-ahead log directory, like redis-check-aof: wal-check DIR [--repair]
+  wal-fuzz    cargo-fuzz the WAL segment decoder for a bounded time: wal-fuzz [SECONDS] (needs cargo-fuzz)
   hitratio    replay cache traces through every policy, strata-core, moka and quick_cache (release)
 ";
 
@@ -40,6 +41,7 @@ fn main() -> Result<()> {
         "bench" => release_bin("compare", &rest),
         "hitratio" => hitratio::run(&rest),
         "wal-check" => wal::wal_check(&rest),
+        "wal-fuzz" => wal::wal_fuzz(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
