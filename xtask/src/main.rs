@@ -75,10 +75,19 @@ fn lint() -> Result<()> {
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run(clippy)?;
     let mut doc = cargo();
-    doc.args(["doc", "--workspace", "--no-deps", "--all-features"]).env("RUSTDOCFLAGS", "-D warnings");
+    doc.args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings");
     run(doc)
 }
 
@@ -93,7 +102,8 @@ fn test(extra: &[String]) -> Result<()> {
 /// Builds and runs one of the release binaries of `strata-benches` (stress, compare).
 fn release_bin(bin: &str, args: &[String]) -> Result<()> {
     let mut cmd = cargo();
-    cmd.args(["run", "--release", "--quiet", "-p", "strata-benches", "--bin", bin, "--"]).args(args);
+    cmd.args(["run", "--release", "--quiet", "-p", "strata-benches", "--bin", bin, "--"])
+        .args(args);
     run(cmd)
 }
 
