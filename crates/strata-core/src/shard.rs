@@ -197,12 +197,13 @@ pub(crate) fn read_record(slot: u32, hash: u64) -> u64 {
 
 impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
     pub(crate) fn new(
-        policy: Box<dyn Policy>,
+        mut policy: Box<dyn Policy>,
         capacity: u64,
         reserve: usize,
         stripes: usize,
         now: u64,
     ) -> Self {
+        policy.reserve(reserve);
         Shard {
             reads: ReadBuffer::new(stripes),
             table: HashTable::with_capacity(reserve),

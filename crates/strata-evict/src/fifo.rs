@@ -25,6 +25,10 @@ impl Fifo {
 }
 
 impl Policy for Fifo {
+    fn reserve(&mut self, entries: usize) {
+        self.nodes.reserve(entries);
+    }
+
     fn name(&self) -> &'static str {
         "fifo"
     }

@@ -141,6 +141,12 @@ pub trait Policy: Send + Sync + fmt::Debug {
 
     /// Forgets every resident entry at once (the owner cleared its storage).
     fn clear(&mut self);
+
+    /// A hint that about `entries` entries will be resident, so per-slot state can be
+    /// allocated once, exactly, instead of grown by doubling. The default ignores it.
+    fn reserve(&mut self, entries: usize) {
+        let _ = entries;
+    }
 }
 
 /// Which policy to use, chosen by value.

@@ -56,6 +56,10 @@ impl Lru {
 }
 
 impl Policy for Lru {
+    fn reserve(&mut self, entries: usize) {
+        self.nodes.0.reserve_exact(entries.saturating_sub(self.nodes.0.len()));
+    }
+
     fn name(&self) -> &'static str {
         "lru"
     }

@@ -3,8 +3,8 @@
 //! climber of Caffeine's simulator).
 //!
 //! A few small static W-TinyLFU caches, each with a different window share, replay the same
-//! spatially sampled subset of the requests (a key is sampled when a keyed hash of it is
-//! divisible by the sampling rate, so a sampled key is always sampled). Every period the
+//! spatially sampled subset of the requests (a key is sampled when a keyed hash of it falls
+//! in the lowest 1/rate of the hash range, so a sampled key is always sampled). Every period the
 //! policy adopts the window share of the mini whose decayed hit count is highest. Unlike a
 //! hill climber, which compares one period with the previous and so mistakes a drift of the
 //! workload for the effect of its last step, the minis see the same requests at the same time.
@@ -70,7 +70,8 @@ impl Mini {
 pub(crate) struct MiniSim {
     minis: Vec<Mini>,
     scores: [f64; FRACTIONS.len()],
-    rate: u64,
+    /// Hashes at or below this are sampled: `u64::MAX / rate`.
+    threshold: u64,
     salt: u64,
     seen: u64,
     period: u64,
@@ -102,7 +103,7 @@ impl MiniSim {
         MiniSim {
             minis,
             scores: [0.0; FRACTIONS.len()],
-            rate: rate as u64,
+            threshold: u64::MAX / rate as u64,
             salt: mix64(seed ^ 0x3C6E_F372_FE94_F82B),
             seen: 0,
             period: PERIOD_PER_ENTRY * mini_entries,
@@ -111,7 +112,9 @@ impl MiniSim {
 
     /// Feeds one request; at the end of a period returns the window share to adopt.
     pub(crate) fn observe(&mut self, tag: u32) -> Option<f64> {
-        if mix64(u64::from(tag) ^ self.salt) % self.rate != 0 {
+        // One key in `rate` is sampled; a comparison instead of `% rate` keeps a division
+        // (tens of cycles) off every access.
+        if mix64(u64::from(tag) ^ self.salt) > self.threshold {
             return None;
         }
         for m in &mut self.minis {

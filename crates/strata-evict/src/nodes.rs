@@ -49,6 +49,11 @@ impl Nodes {
         &self.0[slot as usize]
     }
 
+    /// Makes room for `entries` slots in one allocation.
+    pub(crate) fn reserve(&mut self, entries: usize) {
+        self.0.reserve_exact(entries.saturating_sub(self.0.len()));
+    }
+
     pub(crate) fn clear(&mut self) {
         self.0.clear();
     }

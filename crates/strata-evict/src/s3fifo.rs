@@ -67,6 +67,10 @@ impl S3Fifo {
 }
 
 impl Policy for S3Fifo {
+    fn reserve(&mut self, entries: usize) {
+        self.nodes.reserve(entries);
+    }
+
     fn name(&self) -> &'static str {
         "s3fifo"
     }

@@ -55,6 +55,10 @@ impl Sieve {
 }
 
 impl Policy for Sieve {
+    fn reserve(&mut self, entries: usize) {
+        self.nodes.reserve(entries);
+    }
+
     fn name(&self) -> &'static str {
         "sieve"
     }

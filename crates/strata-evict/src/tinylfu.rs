@@ -379,6 +379,10 @@ impl TinyLfu {
 }
 
 impl Policy for TinyLfu {
+    fn reserve(&mut self, entries: usize) {
+        self.nodes.reserve(entries);
+    }
+
     fn name(&self) -> &'static str {
         tinylfu_name(self.adaptation(), self.sketch.has_doorkeeper())
     }
