@@ -84,16 +84,9 @@ impl FrequencySketch {
     }
 
     /// Word index and bit shift of the counter for row `i`.
-    ///
-    /// A key's four counters all live in one block of eight words (64 bytes, one cache
-    /// line): row `i` uses word `2i` or `2i + 1` of the block, so the rows never share a
-    /// word, and `h2` picks the 4-bit counter inside it. A read then costs one cache miss in
-    /// the sketch instead of four, which is most of what the policy costs per read; the
-    /// counters' independence comes from `h2`, as in Caffeine's blocked sketch.
     fn counter(&self, h1: u64, h2: u64, i: u64) -> (usize, u32) {
-        let block = ((h1 >> 8) & self.table_mask) & !7;
-        let word = block + 2 * i + ((h2 >> (40 + i)) & 1);
-        (word as usize, (((h2 >> (8 * i)) & 15) as u32) << 2)
+        let g = h1.wrapping_add(i.wrapping_mul(h2));
+        (((g >> 8) & self.table_mask) as usize, ((g & 15) as u32) << 2)
     }
 
     fn door_bits(&self, h2: u64) -> [u64; 2] {
