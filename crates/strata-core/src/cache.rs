@@ -169,6 +169,7 @@ where
             return None;
         };
         let mut refresh = None;
+        let mut shortened = None;
         if let Some(t) = guard.timing(slot) {
             let now = self.now();
             if t.expire_at.load(Ordering::Relaxed) <= now {
@@ -180,6 +181,9 @@ where
             if time.reads_need_time() {
                 if let Some(at) = time.on_read(guard.entry(slot), t, now) {
                     t.expire_at.store(at, Ordering::Relaxed);
+                    if at < t.scheduled {
+                        shortened = Some(t.gen);
+                    }
                 }
                 if let Some(after) = time.refresh {
                     if now.saturating_sub(t.written)
@@ -192,10 +196,19 @@ where
         }
         let value = guard.entry(slot).value.clone();
         let full = guard.reads.record(read_record(slot, hash));
+        // A full stripe is drained into the policy while we still hold the read lock: other
+        // readers go on meanwhile, only writers wait. Shards with deadlines take the write
+        // lock instead (if free), to reclaim expired entries in the same pass.
+        let drained = full && !guard.is_timed() && guard.try_drain_shared();
+        let timed = guard.is_timed();
         drop(guard);
         self.count(|s| s.hits.incr());
-        if full {
+        if full && !drained && timed {
             self.try_maintain(shard);
+        }
+        if let Some(gen) = shortened {
+            // Rare: an `Expiry` moved the deadline before the one the wheel will check.
+            shard.write().reschedule(slot, gen);
         }
         if let Some((key, gen)) = refresh {
             self.start_refresh(key, hash, gen);
@@ -256,6 +269,9 @@ where
         let hash = self.hash(&key);
         let shard = self.shard(hash);
         let mut out = Removed::new();
+        // Replay buffered reads before taking the write lock, so that the policy decides with
+        // them but readers are not held back while it digests them.
+        shard.read().try_drain_shared();
         let mut guard = shard.write();
         let outcome = self.write_locked(&mut guard, hash, key, value, ttl, &mut out);
         drop(guard);

@@ -7,8 +7,9 @@
 //! table of slot numbers, a slab of entries, an eviction [`Policy`](strata_evict::Policy), a
 //! timer wheel for expiry and a striped buffer of reads. A read takes the shard's read lock,
 //! clones the value and appends the access to its thread's stripe; the policy learns of
-//! reads in batches, whenever someone holds the write lock (Caffeine's BP-Wrapper). So reads
-//! never serialize on the policy, and the policy stays plain single-threaded data.
+//! reads in batches (Caffeine's BP-Wrapper), drained under the read lock by whoever fills a
+//! stripe or is about to write. So reads never serialize on the policy, drains never block
+//! other readers, and the policy stays plain single-threaded data behind its own mutex.
 //!
 //! **Invariant: after any write returns, each shard's total weight is within its capacity,
 //! and an entry whose deadline has passed is never returned.** Expired entries are reclaimed

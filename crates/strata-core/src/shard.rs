@@ -13,6 +13,8 @@
 //!   any other record for that slot is stale and is dropped when it comes due.
 //! - `expire_at` is written by readers (time-to-idle) under the read lock; every other
 //!   timing field is written only under the write lock.
+//! - The policy is used by one thread at a time: through `Mutex::get_mut` under the write
+//!   lock, or through `try_lock` by a reader draining the read buffer under the read lock.
 
 use crate::clock::{Epoch, NEVER};
 use crate::expiry::{Expiry, RemovalCause};
@@ -22,6 +24,7 @@ use crate::read_buffer::ReadBuffer;
 // model; the read buffer's protocol is the piece loom checks.
 use crate::wheel::{Due, Rec, Wheel};
 use hashbrown::HashTable;
+use parking_lot::Mutex;
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,7 +48,7 @@ pub(crate) struct Timing {
     /// When the value was last written (for refresh-after-write).
     pub(crate) written: u64,
     /// The deadline of the live wheel record, or `NEVER`.
-    scheduled: u64,
+    pub(crate) scheduled: u64,
     /// Bumped on every write of the slot: identifies wheel records and refreshes.
     pub(crate) gen: u32,
 }
@@ -185,7 +188,10 @@ pub(crate) struct Shard<K, V> {
     /// Whether `timing` is in use (it then has one element per slab slot).
     timed: bool,
     wheel: Wheel,
-    policy: Box<dyn Policy>,
+    /// The policy. Writers, who hold the shard's write lock, reach it with `get_mut` at no
+    /// cost; readers, who hold only the read lock, drain the read buffer into it with
+    /// `try_lock`, so a drain never blocks another reader. Either way one thread at a time.
+    policy: Mutex<Box<dyn Policy>>,
     capacity: u64,
 }
 
@@ -212,7 +218,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
             timing: Vec::new(),
             timed: false,
             wheel: Wheel::new(now),
-            policy,
+            policy: Mutex::new(policy),
             capacity,
         }
     }
@@ -260,7 +266,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
     }
 
     pub(crate) fn weighted_size(&self) -> u64 {
-        self.policy.weighted_size()
+        self.policy.lock().weighted_size()
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -268,12 +274,13 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
     }
 
     pub(crate) fn policy_name(&self) -> &'static str {
-        self.policy.name()
+        self.policy.lock().name()
     }
 
     /// Replays buffered reads to the policy.
     pub(crate) fn drain_reads(&mut self) {
         let Shard { reads, policy, timing, wheel, slab, .. } = self;
+        let policy = policy.get_mut();
         reads.drain(|r| {
             let slot = ((r >> 32) - 1) as u32;
             policy.on_access(slot, r & 0xffff_ffff);
@@ -287,6 +294,25 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
                 }
             }
         });
+    }
+
+    /// Replays buffered reads to the policy from a reader (holding only the read lock), if
+    /// no other thread is draining; returns whether it drained.
+    pub(crate) fn try_drain_shared(&self) -> bool {
+        let Some(mut policy) = self.policy.try_lock() else { return false };
+        self.reads.drain(|r| policy.on_access(((r >> 32) - 1) as u32, r & 0xffff_ffff));
+        true
+    }
+
+    /// Makes the wheel look at `slot` by its current deadline, after a read moved that
+    /// deadline earlier than the one scheduled (an `Expiry` decided so).
+    pub(crate) fn reschedule(&mut self, slot: u32, gen: u32) {
+        let Some(t) = self.timing.get_mut(slot as usize) else { return };
+        let at = *t.expire_at.get_mut();
+        if t.gen == gen && at < t.scheduled && self.slab[slot as usize].is_some() {
+            t.scheduled = at;
+            self.wheel.schedule(Rec { slot, gen, at });
+        }
     }
 
     /// Bounded housekeeping: replay reads, reclaim up to `EXPIRY_BUDGET` expired entries.
@@ -334,7 +360,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         });
         let n = expired.len() as u64;
         for slot in expired {
-            self.policy.on_remove(slot);
+            self.policy.get_mut().on_remove(slot);
             let e = self.take_slot(hasher, slot);
             out.push(e.key, e.value, RemovalCause::Expired);
         }
@@ -378,14 +404,14 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         out: &mut Removed<K, V>,
         outcome: &mut WriteOutcome,
     ) {
-        while self.policy.weighted_size() > self.capacity {
-            let Some(victim) = self.policy.evict() else { break };
+        while self.policy.get_mut().weighted_size() > self.capacity {
+            let Some(victim) = self.policy.get_mut().evict() else { break };
             if self.slab.get(victim as usize).is_none_or(|s| s.is_none()) {
                 // A policy that breaks its contract must not corrupt the map; stop evicting.
                 debug_assert!(
                     false,
                     "policy {} evicted a vacant slot {victim}",
-                    self.policy.name()
+                    self.policy.get_mut().name()
                 );
                 break;
             }
@@ -435,7 +461,9 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         out: &mut Removed<K, V>,
     ) -> WriteOutcome {
         let mut outcome = WriteOutcome::default();
-        let (_, expired) = self.maintain(hasher, now, out);
+        // Buffered reads were replayed by the caller before it took the write lock (see
+        // `Cache::write`): replaying them here would hold every reader of the shard back.
+        let (_, expired) = self.expire(hasher, now, EXPIRY_BUDGET, out);
         outcome.expired = expired;
         let timed = ttl.is_some() || time.writes_need_time() || self.timed;
         if timed {
@@ -458,7 +486,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
                 let cause =
                     if was_expired { RemovalCause::Expired } else { RemovalCause::Replaced };
                 out.push(old_key, old, cause);
-                self.policy.on_update(slot, weight);
+                self.policy.get_mut().on_update(slot, weight);
                 if timed {
                     self.stamp(slot, expire_at, hard, now);
                 }
@@ -479,7 +507,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
                         &slab[j as usize].as_ref().unwrap_or_else(|| unreachable!("occupied")).key,
                     )
                 });
-                self.policy.on_insert(slot, hash, weight);
+                self.policy.get_mut().on_insert(slot, hash, weight);
                 if timed {
                     self.stamp(slot, expire_at, hard, now);
                 }
@@ -507,10 +535,10 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         S: BuildHasher,
         V: Clone,
     {
-        self.drain_reads();
+        // No replay of buffered reads: records of the removed slot are recognized as stale.
         let slot = self.find(hash, key)?;
         let expired = self.is_expired(slot, now);
-        self.policy.on_remove(slot);
+        self.policy.get_mut().on_remove(slot);
         let e = self.take_slot(hasher, slot);
         if expired {
             out.push(e.key, e.value, RemovalCause::Expired);
@@ -544,7 +572,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         }
         let (mut explicit, mut expired) = (0, 0);
         for (slot, cause) in doomed {
-            self.policy.on_remove(slot);
+            self.policy.get_mut().on_remove(slot);
             let e = self.take_slot(hasher, slot);
             match cause {
                 RemovalCause::Expired => expired += 1,
@@ -576,7 +604,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         self.timing.clear();
         self.timed = false;
         self.wheel.clear();
-        self.policy.clear();
+        self.policy.get_mut().clear();
         (explicit, expired)
     }
 
@@ -588,7 +616,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         out: &mut Removed<K, V>,
     ) -> u64 {
         self.capacity = capacity;
-        self.policy.set_capacity(capacity);
+        self.policy.get_mut().set_capacity(capacity);
         self.drain_reads();
         let mut outcome = WriteOutcome::default();
         self.evict_to_capacity(hasher, None, out, &mut outcome);
