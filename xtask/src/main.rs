@@ -96,6 +96,12 @@ fn test(extra: &[String]) -> Result<()> {
     t.args(["test", "--workspace", "--all-features"]).args(extra);
     run(t)?;
     loom()?;
+    // The metrics example serves a real cache's Prometheus text on loopback and fails unless
+    // the figures it scrapes move.
+    let mut metrics = cargo();
+    metrics.args(["run", "--quiet", "-p", "strata", "--example", "serve_prometheus", "--"]);
+    metrics.args(["--self-check", "--seconds", "20"]);
+    run(metrics)?;
     release_bin("stress", &["--secs".into(), "10".into()])
 }
 
