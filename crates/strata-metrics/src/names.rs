@@ -214,6 +214,15 @@ pub const WAL_RECOVERY_DURATION: MetricDesc = seconds(
 /// Records replayed by recovery.
 pub const WAL_RECOVERED_RECORDS: MetricDesc =
     counter("strata_wal_recovered_records_total", "Records replayed by recovery.", WAL_LABELS);
+/// Bytes of the records replayed by recovery, framing included.
+pub const WAL_RECOVERED_BYTES: MetricDesc = MetricDesc {
+    unit: Unit::Bytes,
+    ..counter(
+        "strata_wal_recovered_bytes_total",
+        "Bytes of the records replayed by recovery (snapshot and log), framing included.",
+        WAL_LABELS,
+    )
+};
 /// Corrupt records skipped by recovery.
 pub const WAL_RECOVERY_SKIPPED_RECORDS: MetricDesc = counter(
     "strata_wal_recovery_skipped_records_total",
@@ -302,6 +311,7 @@ pub const ALL: &[MetricDesc] = &[
     WAL_CHECKPOINT_DURATION,
     WAL_RECOVERY_DURATION,
     WAL_RECOVERED_RECORDS,
+    WAL_RECOVERED_BYTES,
     WAL_RECOVERY_SKIPPED_RECORDS,
     WAL_RECOVERY_TRUNCATED_BYTES,
     TIER_HITS,

@@ -298,6 +298,8 @@ pub struct WalMetrics {
     pub recovery_duration: Arc<Histogram>,
     /// `strata_wal_recovered_records_total`.
     pub recovered_records: Arc<Counter>,
+    /// `strata_wal_recovered_bytes_total`.
+    pub recovered_bytes: Arc<Counter>,
     /// `strata_wal_recovery_skipped_records_total`.
     pub recovery_skipped_records: Arc<Counter>,
     /// `strata_wal_recovery_truncated_bytes_total`.
@@ -315,6 +317,7 @@ impl WalMetrics {
             checkpoint_duration: registry.histogram(&names::WAL_CHECKPOINT_DURATION, &l)?,
             recovery_duration: registry.histogram(&names::WAL_RECOVERY_DURATION, &l)?,
             recovered_records: registry.counter(&names::WAL_RECOVERED_RECORDS, &l)?,
+            recovered_bytes: registry.counter(&names::WAL_RECOVERED_BYTES, &l)?,
             recovery_skipped_records: registry.counter(&names::WAL_RECOVERY_SKIPPED_RECORDS, &l)?,
             recovery_truncated_bytes: registry.counter(&names::WAL_RECOVERY_TRUNCATED_BYTES, &l)?,
         })

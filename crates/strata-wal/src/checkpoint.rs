@@ -22,6 +22,7 @@ use crate::recover::{self, Manifest, MANIFEST, MANIFEST_TMP};
 use crate::wal::Wal;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 /// Flush the snapshot buffer to the file at this size.
 const SNAPSHOT_BUFFER: usize = 256 << 10;
@@ -52,6 +53,12 @@ pub struct Checkpoint<'a> {
     count: u64,
     buf: Vec<u8>,
     finished: bool,
+    /// When [`Wal::begin_checkpoint`] was called; the checkpoint duration runs from here to
+    /// the end of [`Checkpoint::finish`], the owner's streaming included.
+    started: Instant,
+    /// `strata.wal.checkpoint`, entered while the log does checkpoint work; it closes when the
+    /// checkpoint is finished or dropped.
+    span: tracing::Span,
 }
 
 impl std::fmt::Debug for Checkpoint<'_> {
@@ -77,7 +84,9 @@ impl Wal {
         if shared.checkpointing.swap(true, Ordering::AcqRel) {
             return Err(Error::CheckpointInProgress);
         }
-        match self.start_checkpoint() {
+        let span = tracing::info_span!("strata.wal.checkpoint", id = tracing::field::Empty);
+        let started = Instant::now();
+        match span.in_scope(|| self.start_checkpoint(started, span.clone())) {
             Ok(cp) => Ok(cp),
             Err(e) => {
                 shared.checkpointing.store(false, Ordering::Release);
@@ -86,7 +95,7 @@ impl Wal {
         }
     }
 
-    fn start_checkpoint(&self) -> Result<Checkpoint<'_>> {
+    fn start_checkpoint(&self, started: Instant, span: tracing::Span) -> Result<Checkpoint<'_>> {
         let shared = self.shared();
         let info = {
             let mut log = shared.log.lock();
@@ -99,11 +108,12 @@ impl Wal {
                 first_segment: log.active_id,
             }
         };
+        span.record("id", info.checkpoint_id);
         let tmp = shared.dir.join(format!("{}.tmp", recover::snapshot_name(info.checkpoint_id)));
         let file = shared.fs.create(&tmp).map_err(|e| Error::io("create snapshot", &tmp, e))?;
         let mut buf = Vec::with_capacity(SNAPSHOT_BUFFER);
         buf.extend_from_slice(&format::encode_header(FileKind::Snapshot, info.checkpoint_id));
-        Ok(Checkpoint { wal: self, file, tmp, info, count: 0, buf, finished: false })
+        Ok(Checkpoint { wal: self, file, tmp, info, count: 0, buf, finished: false, started, span })
     }
 }
 
@@ -156,7 +166,19 @@ impl Checkpoint<'_> {
     ///
     /// [`Error::Io`]. An error before the manifest switch leaves the log as it was; one after
     /// it leaves garbage files that the next open removes. Either way the log recovers.
-    pub fn finish(mut self) -> Result<CheckpointInfo> {
+    pub fn finish(self) -> Result<CheckpointInfo> {
+        let span = self.span.clone();
+        let _entered = span.enter();
+        let started = self.started;
+        let shared = std::sync::Arc::clone(self.wal.shared());
+        let info = self.finish_inner()?;
+        if let Some(m) = &shared.metrics {
+            m.checkpoint_duration.record_duration(started.elapsed());
+        }
+        Ok(info)
+    }
+
+    fn finish_inner(mut self) -> Result<CheckpointInfo> {
         let shared = std::sync::Arc::clone(self.wal.shared());
         let dir = shared.dir.clone();
         format::encode_frame(

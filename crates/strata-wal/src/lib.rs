@@ -21,6 +21,10 @@
 //! - Recovery ([`RecoveryMode`]) runs inside [`WalBuilder::open`]; [`Wal::replay`] streams the
 //!   recovered records. [`Wal::begin_checkpoint`] replaces the covered segments with a snapshot
 //!   through a manifest that is switched atomically.
+//! - Observability: [`WalBuilder::metrics`] records the `strata_wal_*` families of
+//!   `strata-metrics` (appends, framed bytes, fsync latency, checkpoint duration, recovery
+//!   figures); `tracing` spans `strata.wal.sync`, `strata.wal.checkpoint` and
+//!   `strata.wal.recover` cover fsyncs, checkpoints and recovery, never a single append.
 //! - [`check_dir`] validates (and optionally repairs) a log directory offline; it backs
 //!   `cargo xtask wal-check`.
 //!

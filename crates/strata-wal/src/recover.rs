@@ -5,7 +5,9 @@
 //! only exist while a file is being written and are garbage after a crash.
 
 use crate::error::{Error, Result};
-use crate::format::{self, CorruptionKind, FileKind, Frame, HeaderError, RecordType, HEADER_LEN};
+use crate::format::{
+    self, CorruptionKind, FileKind, Frame, HeaderError, RecordType, FRAME_OVERHEAD, HEADER_LEN,
+};
 use crate::fs::{FileBytes, FileSystem};
 use crate::{Record, RecoveryMode, Source};
 use std::collections::VecDeque;
@@ -144,6 +146,10 @@ pub struct RecoveryReport {
     pub segments: usize,
     /// Log records recovered (not counting the snapshot).
     pub records: u64,
+    /// Bytes of the log records recovered, framing included (not counting the snapshot).
+    pub bytes: u64,
+    /// Bytes of the snapshot records recovered, framing included (the end marker excluded).
+    pub snapshot_bytes: u64,
     /// The highest sequence number recovered (0 for an empty log).
     pub last_seq: u64,
     /// Bytes cut from the end of the log (a torn tail, or salvage's unreadable tail).
@@ -317,7 +323,10 @@ fn recover_snapshot(
     let salvage = mode == RecoveryMode::SkipCorrupt;
     loop {
         match snap.next(salvage) {
-            SnapStep::Record(_) => ctx.report.snapshot_records += 1,
+            SnapStep::Record(payload) => {
+                ctx.report.snapshot_records += 1;
+                ctx.report.snapshot_bytes += (FRAME_OVERHEAD + payload.len()) as u64;
+            }
             SnapStep::Done => return Ok(()),
             SnapStep::Bad(offset, kind) => ctx.problem(offset, kind, false)?,
         }
@@ -473,6 +482,7 @@ pub(crate) fn recover(
         let bytes = fs.read(&path).map_err(io("read segment", &path))?;
         let len = bytes.len() as u64;
         let mut records = 0u64;
+        let mut record_bytes = 0u64;
         let mut cut: Option<u64> = None;
         match check_header(&path, &bytes, FileKind::Segment, id)? {
             Ok(()) => {
@@ -482,6 +492,7 @@ pub(crate) fn recover(
                         Step::Record(frame, next) => {
                             last_seq = frame.seq;
                             records += 1;
+                            record_bytes += (next - pos) as u64;
                             pos = next;
                         }
                         Step::End => break,
@@ -512,6 +523,7 @@ pub(crate) fn recover(
         }
         drop(bytes);
         ctx.report.records += records;
+        ctx.report.bytes += record_bytes;
         if let Some(at) = cut {
             ctx.report.bytes_truncated += len - at;
             if at > 0 {

@@ -86,6 +86,7 @@ fn the_catalogue_covers_issue_seven() {
         "strata_wal_checkpoint_duration_seconds",
         "strata_wal_recovery_duration_seconds",
         "strata_wal_recovered_records_total",
+        "strata_wal_recovered_bytes_total",
         "strata_tier_errors_total",
         "strata_tier_timeouts_total",
         "strata_tier_circuit_breaker_state",

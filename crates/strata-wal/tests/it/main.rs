@@ -7,6 +7,7 @@ mod corruption;
 mod crash;
 mod faults;
 mod fuzz;
+mod metrics;
 mod misc;
 
 use std::path::{Path, PathBuf};
