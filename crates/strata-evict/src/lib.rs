@@ -13,22 +13,20 @@
 
 #![forbid(unsafe_code)]
 
-mod fifo;
 mod ghost;
 mod list;
-mod lru;
 mod minisim;
 mod nodes;
 mod opt;
+mod queue;
 mod rng;
 mod s3fifo;
 mod sieve;
 mod sketch;
 mod tinylfu;
 
-pub use fifo::Fifo;
-pub use lru::Lru;
 pub use opt::{next_uses, opt_hit_ratio, opt_with_next_uses, OptResult};
+pub use queue::{Fifo, Lru, Queue};
 pub use rng::mix64;
 pub use s3fifo::S3Fifo;
 pub use sieve::Sieve;

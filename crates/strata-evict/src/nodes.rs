@@ -1,6 +1,6 @@
 //! Per-slot state shared by the queue-based policies.
 //!
-//! Every policy except [`crate::Lru`] keeps one [`Node`] per slot: two list links (8 bytes),
+//! Every queue-based policy keeps one [`Node`] per slot: two list links (8 bytes),
 //! a 32-bit hash tag (4 bytes), the weight (4 bytes) and one byte of policy metadata, which
 //! rounds up to 20 bytes per slot. The metadata byte is zero exactly when the slot is not
 //! resident, so residency needs no separate flag.

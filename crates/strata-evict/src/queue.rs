@@ -1,4 +1,5 @@
-//! First in, first out: reads change nothing.
+//! One queue in insertion order: FIFO leaves it alone on reads, LRU moves a read entry to the
+//! back. The two differ in nothing else, so they are one type with a const parameter.
 
 use crate::list::List;
 use crate::nodes::Nodes;
@@ -6,31 +7,42 @@ use crate::{Policy, Slot};
 
 const RESIDENT: u8 = 1;
 
-/// First in, first out: evicts the entry inserted longest ago, whatever was read since.
+/// Evicts from the front of one queue. With `PROMOTE`, a read or an update moves the entry to
+/// the back (least recently used); without, order is insertion order (first in, first out).
 ///
 /// Per slot: one 20-byte node (links, hash tag, weight, a residency byte).
 #[derive(Debug)]
-pub struct Fifo {
+pub struct Queue<const PROMOTE: bool> {
     nodes: Nodes,
     order: List,
     weight: u64,
     capacity: u64,
 }
 
-impl Fifo {
-    /// An empty FIFO policy for `capacity` weight units.
+/// Least recently used: evicts the entry whose last read or write is oldest.
+pub type Lru = Queue<true>;
+
+/// First in, first out: evicts the entry inserted longest ago, whatever was read since.
+pub type Fifo = Queue<false>;
+
+impl<const PROMOTE: bool> Queue<PROMOTE> {
+    /// An empty policy for `capacity` weight units.
     pub fn new(capacity: u64) -> Self {
-        Fifo { nodes: Nodes::default(), order: List::default(), weight: 0, capacity }
+        Queue { nodes: Nodes::default(), order: List::default(), weight: 0, capacity }
     }
 }
 
-impl Policy for Fifo {
+impl<const PROMOTE: bool> Policy for Queue<PROMOTE> {
     fn reserve(&mut self, entries: usize) {
         self.nodes.reserve(entries);
     }
 
     fn name(&self) -> &'static str {
-        "fifo"
+        if PROMOTE {
+            "lru"
+        } else {
+            "fifo"
+        }
     }
 
     fn on_insert(&mut self, slot: Slot, hash: u64, weight: u32) {
@@ -47,12 +59,19 @@ impl Policy for Fifo {
         self.order.push_back(&mut self.nodes, slot);
     }
 
-    fn on_access(&mut self, _slot: Slot, _hash: u64) {}
+    fn on_access(&mut self, slot: Slot, hash: u64) {
+        if PROMOTE && self.nodes.resident_with_hash(slot, hash).is_some() {
+            self.order.move_to_back(&mut self.nodes, slot);
+        }
+    }
 
     fn on_update(&mut self, slot: Slot, weight: u32) {
         if let Some(node) = self.nodes.resident(slot) {
             self.weight = self.weight - u64::from(node.weight) + u64::from(weight);
             self.nodes.get_mut(slot).weight = weight;
+            if PROMOTE {
+                self.order.move_to_back(&mut self.nodes, slot);
+            }
         }
     }
 
@@ -100,7 +119,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_do_not_change_the_order() {
+    fn fifo_reads_do_not_change_the_order() {
         let mut p = Fifo::new(3);
         for s in 0..3 {
             p.on_insert(s, u64::from(s), 1);
@@ -108,5 +127,28 @@ mod tests {
         p.on_access(0, 0);
         assert_eq!(p.evict(), Some(0));
         assert_eq!(p.evict(), Some(1));
+    }
+
+    #[test]
+    fn lru_evicts_least_recently_used_first() {
+        let mut lru = Lru::new(3);
+        for s in 0..3 {
+            lru.on_insert(s, u64::from(s), 1);
+        }
+        lru.on_access(0, 0);
+        assert_eq!(lru.evict(), Some(1));
+        assert_eq!(lru.evict(), Some(2));
+        assert_eq!(lru.evict(), Some(0));
+        assert_eq!(lru.evict(), None);
+        assert_eq!(lru.weighted_size(), 0);
+    }
+
+    #[test]
+    fn lru_ignores_a_stale_access() {
+        let mut lru = Lru::new(3);
+        lru.on_insert(0, 10, 1);
+        lru.on_insert(1, 11, 1);
+        lru.on_access(0, 99); // hash does not match: a record from an earlier occupant
+        assert_eq!(lru.evict(), Some(0));
     }
 }
