@@ -279,21 +279,10 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
 
     /// Replays buffered reads to the policy.
     pub(crate) fn drain_reads(&mut self) {
-        let Shard { reads, policy, timing, wheel, slab, .. } = self;
-        let policy = policy.get_mut();
-        reads.drain(|r| {
-            let slot = ((r >> 32) - 1) as u32;
-            policy.on_access(slot, r & 0xffff_ffff);
-            // A read may have moved the deadline earlier (an `Expiry` decided so); make sure
-            // the wheel will look at the entry by then.
-            if let Some(t) = timing.get_mut(slot as usize) {
-                let at = *t.expire_at.get_mut();
-                if at < t.scheduled && slab[slot as usize].is_some() {
-                    t.scheduled = at;
-                    wheel.schedule(Rec { slot, gen: t.gen, at });
-                }
-            }
-        });
+        // A read that moves a deadline earlier reschedules the wheel itself (`reschedule`,
+        // called from `Cache::get`), so replaying reads only informs the policy.
+        let policy = self.policy.get_mut();
+        self.reads.drain(|r| policy.on_access(((r >> 32) - 1) as u32, r & 0xffff_ffff));
     }
 
     /// Replays buffered reads to the policy from a reader (holding only the read lock), if
