@@ -257,6 +257,18 @@ impl TinyLfu {
     }
 
     /// Demotes protected's oldest entries to probation while protected is over its share.
+    /// A hit on a resident entry: to the back of its queue, or from probation to protected.
+    fn promote(&mut self, slot: Slot, region: u8) {
+        match region {
+            WINDOW => self.window.move_to_back(&mut self.nodes, slot),
+            PROBATION => {
+                self.relocate(slot, PROTECTED);
+                self.demote_protected();
+            }
+            _ => self.protected.move_to_back(&mut self.nodes, slot),
+        }
+    }
+
     fn demote_protected(&mut self) {
         while self.protected_weight > self.protected_max {
             let Some(slot) = self.protected.front() else { break };
@@ -409,14 +421,7 @@ impl Policy for TinyLfu {
         let Some(node) = self.nodes.resident_with_hash(slot, hash) else { return };
         let (tag, region) = (node.tag, node.meta);
         self.sketch.increment(tag);
-        match region {
-            WINDOW => self.window.move_to_back(&mut self.nodes, slot),
-            PROBATION => {
-                self.relocate(slot, PROTECTED);
-                self.demote_protected();
-            }
-            _ => self.protected.move_to_back(&mut self.nodes, slot),
-        }
+        self.promote(slot, region);
         self.record(true, tag);
     }
 
@@ -427,14 +432,7 @@ impl Policy for TinyLfu {
         *total = *total - old + u64::from(weight);
         self.nodes.get_mut(slot).weight = weight;
         self.sketch.increment(tag);
-        match region {
-            WINDOW => self.window.move_to_back(&mut self.nodes, slot),
-            PROBATION => {
-                self.relocate(slot, PROTECTED);
-                self.demote_protected();
-            }
-            _ => self.protected.move_to_back(&mut self.nodes, slot),
-        }
+        self.promote(slot, region);
     }
 
     fn on_remove(&mut self, slot: Slot) {
