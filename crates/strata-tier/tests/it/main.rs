@@ -1,0 +1,10 @@
+//! strata-tier's integration tests, one module per area.
+
+mod conformance;
+#[cfg(feature = "disk")]
+mod disk;
+#[cfg(feature = "wal")]
+mod durable;
+#[cfg(feature = "redis")]
+mod redis;
+mod tiered;
