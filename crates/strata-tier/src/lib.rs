@@ -22,4 +22,4 @@ pub mod durable;
 
 pub use codec::{Codec, Postcard};
 pub use error::{Error, Result};
-pub use tier::{unix_millis, ExpiresAt, Tier, TierEntry, TierFuture};
+pub use tier::{unix_millis, ExpiresAt, Invalidation, Tier, TierEntry, TierFuture};

@@ -90,4 +90,20 @@ pub trait Tier: Send + Sync + 'static {
     /// Removes every entry of this tier (for a shared tier such as Redis: every entry under
     /// this tier's namespace).
     fn clear<'a>(&'a self, deadline: Instant) -> TierFuture<'a, ()>;
+
+    /// For a tier shared between processes (Redis): a stream of keys that another process
+    /// wrote or removed, so that the tiers above this one drop their copies. `None` (the
+    /// default) for a tier that only this process writes.
+    fn invalidations(&self) -> Option<tokio::sync::broadcast::Receiver<Invalidation>> {
+        None
+    }
+}
+
+/// A notice from a shared tier that copies held above it are stale.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// Another process wrote or removed this key.
+    Key(Vec<u8>),
+    /// Notices may have been lost (the connection dropped): drop every copy held above.
+    All,
 }
