@@ -135,9 +135,24 @@ where
 
     #[inline]
     pub(crate) fn shard(&self, hash: u64) -> &RwLock<Shard<K, V>> {
-        // The shard comes from bits 32.. of the hash: the table uses the low bits for its
-        // buckets and the top seven for its tags, so the shard choice takes from neither.
-        &self.inner.shards[(hash >> 32) as usize & self.inner.mask]
+        self.shard_at(self.shard_index(hash))
+    }
+
+    /// The shard a hash belongs to. It comes from bits 32.. of the hash: the table uses the
+    /// low bits for its buckets and the top seven for its tags, so the shard choice takes
+    /// from neither.
+    #[inline]
+    pub(crate) fn shard_index(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & self.inner.mask
+    }
+
+    #[inline]
+    pub(crate) fn shard_at(&self, index: usize) -> &RwLock<Shard<K, V>> {
+        &self.inner.shards[index]
+    }
+
+    pub(crate) fn hasher(&self) -> &S {
+        &self.inner.hasher
     }
 
     #[inline]
@@ -280,7 +295,7 @@ where
     }
 
     /// The insert path once the shard is write-locked.
-    fn write_locked(
+    pub(crate) fn write_locked(
         &self,
         shard: &mut Shard<K, V>,
         hash: u64,
@@ -349,16 +364,21 @@ where
         let mut out = Removed::new();
         let now = self.now();
         let v = self.shard(hash).write().remove(&self.inner.hasher, hash, key, now, &mut out);
+        self.count_removals(out.causes());
+        self.finish(out);
+        v
+    }
+
+    /// Counts explicit removals and expirations found by a remove.
+    pub(crate) fn count_removals(&self, causes: impl Iterator<Item = RemovalCause>) {
         self.count(|s| {
-            for c in out.causes() {
+            for c in causes {
                 match c {
                     RemovalCause::Expired => s.expirations.incr(),
                     _ => s.removals.incr(),
                 }
             }
         });
-        self.finish(out);
-        v
     }
 
     /// Removes every entry; the listener sees each as `Explicit` (or `Expired`).

@@ -28,6 +28,10 @@ pub enum Error {
     /// an incompatible family under one of the cache's metric names.
     #[error("cannot register the cache's metrics: {0}")]
     Metrics(String),
+    /// An [`Atomic`](crate::Atomic) section was asked about a key whose shard it does not
+    /// hold; name every key the section touches in [`Cache::atomically`](crate::Cache::atomically).
+    #[error("the key's shard is not locked by this atomic section")]
+    NotLocked,
 }
 
 /// `Result` with this crate's [`Error`].

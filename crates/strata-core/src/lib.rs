@@ -35,6 +35,7 @@
 
 #![forbid(unsafe_code)]
 
+mod atomic;
 mod builder;
 mod cache;
 mod clock;
@@ -47,6 +48,7 @@ mod stats;
 mod sync;
 mod wheel;
 
+pub use atomic::Atomic;
 pub use builder::CacheBuilder;
 pub use cache::{Cache, Compute, EntryRef, Iter};
 pub use clock::{Clock, ManualClock, SystemClock};
