@@ -17,7 +17,8 @@ const USAGE: &str = "\
 usage: cargo xtask <job> [args]
 
 jobs:
-  lint        cargo fmt --check, clippy -D warnings on every target, cargo doc with warnings denied
+  lint        cargo fmt --check, clippy -D warnings on every target, cargo doc with warnings denied,
+              and the facade's feature isolation (a memory-only build compiles no tier code)
   test        every test of the workspace (unit, integration, doc), the loom models, a short stress
   stress      the main job: Strata under mixed concurrent load, checked as it runs [--secs N] [--threads T]
   bench       side-by-side throughput and memory: strata vs moka vs quick_cache [--quick]
@@ -88,7 +89,47 @@ fn lint() -> Result<()> {
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings");
-    run(doc)
+    run(doc)?;
+    feature_isolation()
+}
+
+/// A user who embeds only what they need compiles only that: the facade's default build has
+/// no tier, disk, Redis or WAL code, and `disk` and `redis` do not pull in each other.
+fn feature_isolation() -> Result<()> {
+    // (features, crates that must be in the build, crates that must not)
+    let cases: [(&str, &[&str], &[&str]); 4] = [
+        ("", &[], &["strata-tier", "strata-wal", "redis", "memmap2"]),
+        ("disk", &["strata-tier", "memmap2"], &["redis", "strata-wal"]),
+        ("redis", &["strata-tier", "redis"], &["memmap2", "strata-wal"]),
+        ("wal", &["strata-tier", "strata-wal"], &["redis"]),
+    ];
+    for (features, wanted, unwanted) in cases {
+        let mut tree = cargo();
+        tree.args(["tree", "-p", "strata", "-e", "normal", "--prefix", "none", "-f", "{p}"]);
+        if !features.is_empty() {
+            tree.args(["--features", features]);
+        }
+        let out = tree.output().with_context(|| format!("could not run {tree:?}"))?;
+        if !out.status.success() {
+            bail!("{tree:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let crates: std::collections::BTreeSet<&str> =
+            text.lines().filter_map(|l| l.split_whitespace().next()).collect();
+        let label = if features.is_empty() { "default" } else { features };
+        for c in wanted {
+            if !crates.contains(c) {
+                bail!("feature isolation: the `{label}` build of strata lacks {c}");
+            }
+        }
+        for c in unwanted {
+            if crates.contains(c) {
+                bail!("feature isolation: the `{label}` build of strata compiles {c}");
+            }
+        }
+        eprintln!("feature isolation: `{label}` build ok ({} crates)", crates.len());
+    }
+    Ok(())
 }
 
 fn test(extra: &[String]) -> Result<()> {
