@@ -316,6 +316,7 @@ impl RedisTierBuilder {
             stats,
             scan_batch: self.scan_batch,
             max_value_len: self.max_value_len,
+            cluster: self.cluster,
             subscriber: task,
         })
     }
@@ -408,6 +409,14 @@ impl Conn {
         }
     }
 
+    /// Sends `cmd` where `routing` says; a single server takes every command itself.
+    async fn route(&mut self, cmd: &Cmd, routing: RoutingInfo) -> RedisResult<Value> {
+        match self {
+            Conn::Single(c) => cmd.query_async(c).await,
+            Conn::Cluster(c) => c.route_command(cmd, routing).await,
+        }
+    }
+
     async fn pipeline(&mut self, pipe: &Pipeline) -> RedisResult<()> {
         match self {
             Conn::Single(c) => pipe.query_async(c).await,
@@ -486,6 +495,8 @@ pub struct RedisTier {
     stats: Arc<Stats>,
     scan_batch: usize,
     max_value_len: usize,
+    /// Whether `conns` are cluster connections (all of them or none are).
+    cluster: bool,
     /// The subscriber task, stopped when the tier is dropped.
     subscriber: AbortHandle,
 }
@@ -557,14 +568,29 @@ impl RedisTier {
     }
 
     /// Runs `call`, bounded by `min(deadline, now + timeout)`, and maps its failure.
-    async fn bounded<T>(
+    ///
+    /// A call that fails because the connection dropped is made once more within the same
+    /// bound: the first failure is how a connection manager learns that its connection is
+    /// gone (it reconnects at once), and every command this tier sends is idempotent (`GET`,
+    /// `SET`, `UNLINK`, `SCAN`, and a `PUBLISH` that at worst invalidates twice).
+    async fn bounded<T, F, Fut>(
         &self,
         op: &'static str,
         deadline: Instant,
-        call: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T> {
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let limit = Instant::now().checked_add(self.timeout).map_or(deadline, |t| t.min(deadline));
-        match tokio::time::timeout_at(limit.into(), call).await {
+        let attempt = async {
+            match call().await {
+                Err(e) if e.is_connection_dropped() && !e.is_timeout() => call().await,
+                other => other,
+            }
+        };
+        match tokio::time::timeout_at(limit.into(), attempt).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(op)),
             Ok(Err(e)) => {
@@ -581,15 +607,10 @@ impl RedisTier {
         Error::Timeout { tier: self.name.clone(), op }
     }
 
-    /// The pipeline that applies `write` and then publishes `notice`: one round trip, and
-    /// the notice is only sent when the write was accepted.
-    fn with_notice(&self, write: Cmd, notice: &Notice) -> Pipeline {
-        let mut pipe = redis::pipe();
-        pipe.add_command(write).ignore();
-        pipe.cmd("PUBLISH").arg(&self.channel).arg(encode_notice(self.origin, notice)).ignore();
-        pipe
-    }
-
+    /// Applies `write`, then publishes `notice`; the notice is only sent when the write was
+    /// accepted. On a single server both go in one pipeline (one round trip). In a cluster
+    /// they go one after the other, since the client routes `PUBLISH` by the channel's slot
+    /// and a pipeline must stay on one slot.
     async fn write(
         &self,
         op: &'static str,
@@ -597,8 +618,20 @@ impl RedisTier {
         notice: Notice,
         deadline: Instant,
     ) -> Result<()> {
-        let pipe = self.with_notice(write, &notice);
-        self.bounded(op, deadline, async { self.conn().pipeline(&pipe).await }).await?;
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&self.channel).arg(encode_notice(self.origin, &notice));
+        let (write, publish) = (&write, &publish);
+        if self.cluster {
+            self.bounded(op, deadline, || async move { self.conn().query::<()>(write).await })
+                .await?;
+            self.bounded(op, deadline, || async move { self.conn().query::<()>(publish).await })
+                .await?;
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.add_command(write.clone()).ignore().add_command(publish.clone()).ignore();
+            let pipe = &pipe;
+            self.bounded(op, deadline, || async move { self.conn().pipeline(pipe).await }).await?;
+        }
         self.stats.notices_published.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -607,8 +640,9 @@ impl RedisTier {
         let rkey = self.redis_key(key);
         let mut cmd = redis::cmd("GET");
         cmd.arg(&rkey);
+        let cmd = &cmd;
         let bytes: Option<Vec<u8>> =
-            self.bounded("get", deadline, async { self.conn().query(&cmd).await }).await?;
+            self.bounded("get", deadline, || async move { self.conn().query(cmd).await }).await?;
         let Some(bytes) = bytes else { return Ok(None) };
         match decode_entry(bytes) {
             Ok(entry) if entry.is_expired(SystemTime::now()) => Ok(None),
@@ -654,34 +688,30 @@ impl RedisTier {
 
     async fn clear_all(&self, deadline: Instant) -> Result<()> {
         let pattern = glob_escape(&self.key_prefix);
-        let conn = self.conn();
-        match &conn {
-            Conn::Single(_) => self.clear_node(&conn, None, &pattern, deadline).await?,
-            Conn::Cluster(cluster) => {
-                for (host, port) in self.masters(cluster, deadline).await? {
-                    let route = SingleNodeRoutingInfo::ByAddress { host, port };
-                    self.clear_node(&conn, Some(route), &pattern, deadline).await?;
-                }
+        if self.cluster {
+            for (host, port) in self.masters(deadline).await? {
+                let route = SingleNodeRoutingInfo::ByAddress { host, port };
+                self.clear_node(Some(&route), &pattern, deadline).await?;
             }
+        } else {
+            self.clear_node(None, &pattern, deadline).await?;
         }
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(&self.channel).arg(encode_notice(self.origin, &Notice::All));
-        self.bounded("clear", deadline, async { self.conn().query::<()>(&publish).await }).await?;
+        let publish = &publish;
+        self.bounded("clear", deadline, || async move { self.conn().query::<()>(publish).await })
+            .await?;
         self.stats.notices_published.fetch_add(1, Relaxed);
         Ok(())
     }
 
     /// The addresses of the cluster's masters, from a `PING` sent to all of them.
-    async fn masters(
-        &self,
-        cluster: &ClusterConnection,
-        deadline: Instant,
-    ) -> Result<Vec<(String, u16)>> {
-        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-        let mut c = cluster.clone();
+    async fn masters(&self, deadline: Instant) -> Result<Vec<(String, u16)>> {
+        let ping = &redis::cmd("PING");
         let reply = self
-            .bounded("clear", deadline, async {
-                c.route_command(&redis::cmd("PING"), routing).await
+            .bounded("clear", deadline, || async move {
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                self.conn().route(ping, routing).await
             })
             .await?;
         let Value::Map(pairs) = reply else {
@@ -709,11 +739,11 @@ impl RedisTier {
             .map_err(Error::Redis)
     }
 
-    /// `SCAN`s one node (or the single server) and `UNLINK`s what matches, batch by batch.
+    /// `SCAN`s one node (`route`, in a cluster) or the single server and `UNLINK`s what
+    /// matches, batch by batch.
     async fn clear_node(
         &self,
-        conn: &Conn,
-        route: Option<SingleNodeRoutingInfo>,
+        route: Option<&SingleNodeRoutingInfo>,
         pattern: &[u8],
         deadline: Instant,
     ) -> Result<()> {
@@ -721,25 +751,29 @@ impl RedisTier {
         for _ in 0..MAX_SCAN_ROUNDS {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(self.scan_batch);
-            let mut c = conn.clone();
+            let scan = &scan;
             let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .bounded("clear", deadline, async {
-                    match (&mut c, &route) {
-                        (Conn::Cluster(cluster), Some(route)) => {
-                            let reply = cluster
-                                .route_command(&scan, RoutingInfo::SingleNode(route.clone()))
-                                .await?;
-                            redis::from_owned_redis_value(reply)
+                .bounded("clear", deadline, || async move {
+                    let mut conn = self.conn();
+                    match route {
+                        Some(route) => {
+                            let routing = RoutingInfo::SingleNode(route.clone());
+                            redis::from_owned_redis_value(conn.route(scan, routing).await?)
                         }
-                        _ => c.query(&scan).await,
+                        None => conn.query(scan).await,
                     }
                 })
                 .await?;
             for batch in keys.chunks(self.scan_batch) {
                 let mut unlink = redis::cmd("UNLINK");
                 unlink.arg(batch);
-                self.bounded("clear", deadline, async { conn.clone().query::<()>(&unlink).await })
-                    .await?;
+                let unlink = &unlink;
+                self.bounded(
+                    "clear",
+                    deadline,
+                    || async move { self.conn().query::<()>(unlink).await },
+                )
+                .await?;
             }
             if next == 0 {
                 return Ok(());

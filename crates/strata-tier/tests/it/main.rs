@@ -7,4 +7,6 @@ mod disk;
 mod durable;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_server;
 mod tiered;
