@@ -10,26 +10,30 @@
 //!   32..36  CRC32C of bytes 0..32
 //!   36..64  zero
 //!
-//! entry (ENTRY_HEADER_LEN = 32 bytes, then the key, then the value)
+//! entry (ENTRY_HEADER_LEN = 40 bytes, then the key, then the value)
 //!   0..4    magic: PUT_MAGIC or TOMBSTONE_MAGIC
-//!   4..8    CRC32C of bytes 0..4, 8..32, the key and the value
-//!   8..16   sequence number: a later write of a key has a larger one
-//!   16..24  expiry in Unix milliseconds, 0 for none
-//!   24..28  key length
-//!   28..32  value length (0 for a tombstone)
+//!   4..8    header CRC32C: of bytes 0..4 and 8..40
+//!   8..12   entry CRC32C: of bytes 0..4, 12..40, the key and the value
+//!   12..16  key length
+//!   16..20  value length (0 for a tombstone)
+//!   20..24  zero
+//!   24..32  sequence number: a later write of a key has a larger one
+//!   32..40  expiry in Unix milliseconds, 0 for none
 //! ```
 //!
 //! The unused tail of a region is zero (region files are created at their full length, and
 //! sparse), so a zero magic followed by a zero header ends a region cleanly; anything else
-//! that does not parse and pass its checksum is corruption. Decoding never panics and never
-//! reads outside the slice it is given.
+//! that does not parse and pass its checksums is corruption. The header has a checksum of its
+//! own so that an entry whose key or value is damaged but whose header is intact can be
+//! skipped (its length is trusted) and the entries after it recovered; a damaged header ends
+//! the region's scan. Decoding never panics and never reads outside the slice it is given.
 
 use crate::tier::ExpiresAt;
 
 /// The length of a region header.
 pub(super) const REGION_HEADER_LEN: usize = 64;
 /// The length of an entry header.
-pub(super) const ENTRY_HEADER_LEN: usize = 32;
+pub(super) const ENTRY_HEADER_LEN: usize = 40;
 
 const REGION_MAGIC: [u8; 8] = *b"STRTDSK1";
 const VERSION: u32 = 1;
@@ -111,8 +115,14 @@ pub(super) enum Scan<'a> {
     Entry(Record<'a>),
     /// The region's written part ends here.
     End,
-    /// The bytes here are not a valid entry; the reason says why.
-    Corrupt(&'static str),
+    /// The bytes here are not a valid entry.
+    Corrupt {
+        /// What is wrong, in words.
+        why: &'static str,
+        /// The entry's length when its header is intact (only its key or value is damaged),
+        /// so that a scan can skip it; `None` when nothing after it can be located.
+        skip: Option<usize>,
+    },
 }
 
 /// The encoded length of an entry with these key and value lengths.
@@ -136,53 +146,61 @@ pub(super) fn encode_entry(
         Kind::Tombstone => TOMBSTONE_MAGIC,
     };
     out.extend_from_slice(&magic.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&len_u32(key.len()).to_le_bytes());
+    out.extend_from_slice(&len_u32(value.len()).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&expires_at.map_or(0, |e| e.0).to_le_bytes());
-    out.extend_from_slice(&len_u32(key.len()).to_le_bytes());
-    out.extend_from_slice(&len_u32(value.len()).to_le_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(value);
-    let crc = entry_crc(&out[start..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let entry = &mut out[start..];
+    let body = entry_crc(entry);
+    entry[8..12].copy_from_slice(&body.to_le_bytes());
+    let head = header_crc(entry);
+    entry[4..8].copy_from_slice(&head.to_le_bytes());
 }
 
 /// Decodes the entry that starts at `at` in `region` (the whole region's bytes, or for a
 /// single entry read on its own, exactly that entry's bytes with `at` = 0).
 pub(super) fn decode_entry(region: &[u8], at: usize) -> Scan<'_> {
+    let corrupt = |why| Scan::Corrupt { why, skip: None };
     let rest = region.get(at..).unwrap_or(&[]);
     if rest.len() < ENTRY_HEADER_LEN {
         // A file cut inside the last header, or a region whose tail is too short for one.
         return if rest.iter().all(|&b| b == 0) {
             Scan::End
         } else {
-            Scan::Corrupt("truncated entry header")
+            corrupt("truncated entry header")
         };
     }
-    let magic = u32_at(rest, 0);
-    let kind = match magic {
+    let head = &rest[..ENTRY_HEADER_LEN];
+    let kind = match u32_at(head, 0) {
         PUT_MAGIC => Kind::Put,
         TOMBSTONE_MAGIC => Kind::Tombstone,
-        0 if rest[..ENTRY_HEADER_LEN].iter().all(|&b| b == 0) => return Scan::End,
-        _ => return Scan::Corrupt("bad entry magic"),
+        0 if head.iter().all(|&b| b == 0) => return Scan::End,
+        _ => return corrupt("bad entry magic"),
     };
-    let key_len = u32_at(rest, 24) as usize;
-    let value_len = u32_at(rest, 28) as usize;
-    if kind == Kind::Tombstone && value_len != 0 {
-        return Scan::Corrupt("tombstone with a value");
+    if header_crc(head) != u32_at(head, 4) {
+        return corrupt("entry header checksum mismatch");
     }
+    let key_len = u32_at(head, 12) as usize;
+    let value_len = u32_at(head, 16) as usize;
     let len = entry_len(key_len, value_len);
-    let Some(bytes) = rest.get(..len) else {
-        return Scan::Corrupt("entry runs past the end of the region");
-    };
-    if entry_crc(bytes) != u32_at(bytes, 4) {
-        return Scan::Corrupt("entry checksum mismatch");
+    if kind == Kind::Tombstone && value_len != 0 {
+        return Scan::Corrupt { why: "tombstone with a value", skip: Some(len) };
     }
-    let expires = u64_at(bytes, 16);
+    let Some(bytes) = rest.get(..len) else {
+        return corrupt("entry runs past the end of the region");
+    };
+    if entry_crc(bytes) != u32_at(bytes, 8) {
+        return Scan::Corrupt { why: "entry checksum mismatch", skip: Some(len) };
+    }
+    let expires = u64_at(bytes, 32);
     let key_end = ENTRY_HEADER_LEN + key_len;
     Scan::Entry(Record {
         kind,
-        seq: u64_at(bytes, 8),
+        seq: u64_at(bytes, 24),
         expires_at: (expires != 0).then_some(ExpiresAt(expires)),
         key: &bytes[ENTRY_HEADER_LEN..key_end],
         value: &bytes[key_end..],
@@ -190,10 +208,16 @@ pub(super) fn decode_entry(region: &[u8], at: usize) -> Scan<'_> {
     })
 }
 
-/// The checksum of an encoded entry: everything but the checksum field itself.
+/// The header's checksum: its 40 bytes but the checksum field itself.
+fn header_crc(entry: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&entry[0..4]);
+    crc32c::crc32c_append(crc, &entry[8..ENTRY_HEADER_LEN])
+}
+
+/// The entry's checksum: everything but the two checksum fields.
 fn entry_crc(entry: &[u8]) -> u32 {
     let crc = crc32c::crc32c(&entry[0..4]);
-    crc32c::crc32c_append(crc, &entry[8..])
+    crc32c::crc32c_append(crc, &entry[12..])
 }
 
 fn len_u32(len: usize) -> u32 {
@@ -257,9 +281,11 @@ mod tests {
                 let mut bad = region.clone();
                 bad[byte] ^= 1 << bit;
                 match decode_entry(&bad, 0) {
-                    Scan::Corrupt(_) => {}
-                    // A flip that turns the length fields into a longer entry still fails
-                    // the checksum; nothing else may decode.
+                    // Damage to the header stops a scan; damage to the key or value lets it
+                    // skip exactly this entry.
+                    Scan::Corrupt { skip: None, .. } if byte < ENTRY_HEADER_LEN => {}
+                    Scan::Corrupt { skip: Some(l), .. } if byte >= ENTRY_HEADER_LEN && l == len => {
+                    }
                     other => panic!("flip of bit {bit} in byte {byte} gave {other:?}"),
                 }
             }
@@ -274,7 +300,11 @@ mod tests {
             let got = decode_entry(&region[..cut], 0);
             let want_end = cut == 0;
             assert!(
-                if want_end { got == Scan::End } else { matches!(got, Scan::Corrupt(_)) },
+                if want_end {
+                    got == Scan::End
+                } else {
+                    matches!(got, Scan::Corrupt { skip: None, .. })
+                },
                 "cut at {cut}: {got:?}"
             );
         }

@@ -335,7 +335,7 @@ impl DiskTier {
         self.inner.cfg.regions
     }
 
-    /// The largest entry (32-byte header, key and value) a put accepts.
+    /// The largest entry (40-byte header, key and value) a put accepts.
     pub fn max_entry_size(&self) -> usize {
         self.inner.cfg.max_entry_size
     }
@@ -466,7 +466,7 @@ impl DiskTierBuilder {
         self
     }
 
-    /// The largest entry a put accepts, counting its 32-byte header, key and value. By default,
+    /// The largest entry a put accepts, counting its 40-byte header, key and value. By default,
     /// and at most, what fits in one region after its 64-byte header.
     pub fn max_entry_size(mut self, bytes: usize) -> Self {
         self.max_entry_size = Some(bytes);
@@ -648,17 +648,26 @@ impl Inner {
         for f in &found {
             let mut at = REGION_HEADER_LEN;
             // Every step moves `at` forward by at least one entry header, so the scan ends
-            // within `len / ENTRY_HEADER_LEN` steps.
+            // within `len / ENTRY_HEADER_LEN` steps. `clean` says whether it reached the
+            // zeros after the last entry (rather than a header it could not read).
             let clean = loop {
                 match decode_entry(&f.map, at) {
                     Scan::End => break true,
-                    Scan::Corrupt(why) => {
+                    Scan::Corrupt { why, skip } => {
                         self.counters.corrupt_entries.incr();
-                        tracing::warn!(
-                            path = %self.region_path(f.slot).display(), offset = at, reason = why,
-                            "disk tier: dropping a corrupt entry and the rest of its region"
-                        );
-                        break false;
+                        let path = self.region_path(f.slot);
+                        match skip {
+                            Some(len) => {
+                                tracing::warn!(path = %path.display(), offset = at, reason = why,
+                                    "disk tier: dropping a corrupt entry");
+                                at += len;
+                            }
+                            None => {
+                                tracing::warn!(path = %path.display(), offset = at, reason = why,
+                                    "disk tier: dropping a corrupt entry and the rest of its region");
+                                break false;
+                            }
+                        }
                     }
                     Scan::Entry(r) => {
                         max_seq = max_seq.max(r.seq);
@@ -833,7 +842,7 @@ impl Inner {
             // Another key with the same hash: this key is not stored.
             Scan::Entry(_) => Verdict::Miss,
             Scan::End => Verdict::Corrupt("entry missing (zeros or out of the file)"),
-            Scan::Corrupt(why) => Verdict::Corrupt(why),
+            Scan::Corrupt { why, .. } => Verdict::Corrupt(why),
         }
     }
 

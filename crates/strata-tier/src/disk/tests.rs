@@ -41,14 +41,14 @@ fn sizes_are_checked_against_the_entry_limit() {
         .build()
         .unwrap();
     let inner = &tier.inner;
-    assert!(inner.check_size(b"k", &[0; 67]).is_ok(), "32 + 1 + 67 = 100 fits");
+    assert!(inner.check_size(b"k", &[0; 59]).is_ok(), "40 + 1 + 59 = 100 fits");
     assert!(matches!(
-        inner.check_size(b"k", &[0; 68]),
-        Err(Error::TooLarge { what: "value", len: 68, max: 67 })
+        inner.check_size(b"k", &[0; 60]),
+        Err(Error::TooLarge { what: "value", len: 60, max: 59 })
     ));
     assert!(matches!(
-        inner.check_size(&[0; 69], b""),
-        Err(Error::TooLarge { what: "key", len: 69, max: 68 })
+        inner.check_size(&[0; 61], b""),
+        Err(Error::TooLarge { what: "key", len: 61, max: 60 })
     ));
 }
 
