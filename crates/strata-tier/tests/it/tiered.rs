@@ -1,1 +1,807 @@
-//! (in progress)
+//! The tiered cache: read-through and promotion, write modes, TTL across tiers, per-key
+//! ordering, negative caching, degraded mode and invalidation streams.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use strata_core::{Clock, ManualClock};
+use strata_metrics::{CircuitState, Registry};
+use strata_tier::memory::MemoryTier;
+use strata_tier::tiered::{OnFull, TieredCache, WriteMode};
+use strata_tier::{Codec, Error, ExpiresAt, Invalidation, Postcard, Tier, TierEntry, TierFuture};
+use tokio::sync::{broadcast, watch};
+
+// ---- Test tiers ----
+
+const HEALTHY: u8 = 0;
+const FAIL: u8 = 1;
+const HANG: u8 = 2;
+
+/// A tier wrapper that fails, hangs, blocks writes or yields on command, counts its calls,
+/// and (optionally) publishes an invalidation stream the test controls.
+struct FaultyTier {
+    inner: Arc<dyn Tier>,
+    name: String,
+    mode: AtomicU8,
+    calls: AtomicU64,
+    gets: AtomicU64,
+    /// While true, puts and removes wait (without a timer) until it turns false.
+    blocked: watch::Sender<bool>,
+    /// Yield to the scheduler before every call, to shuffle interleavings.
+    yields: bool,
+    /// The stream handed to the cache (taken by its one call to `invalidations`); the test
+    /// holds the only sender, so dropping it ends the stream.
+    invalidations: std::sync::Mutex<Option<broadcast::Receiver<Invalidation>>>,
+}
+
+impl FaultyTier {
+    fn new(name: &str) -> Self {
+        FaultyTier {
+            inner: mem(&format!("{name}-inner")),
+            name: name.to_owned(),
+            mode: AtomicU8::new(HEALTHY),
+            calls: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
+            blocked: watch::channel(false).0,
+            yields: false,
+            invalidations: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn over(inner: Arc<dyn Tier>, name: &str) -> Self {
+        FaultyTier { inner, ..FaultyTier::new(name) }
+    }
+
+    fn yielding(mut self) -> Self {
+        self.yields = true;
+        self
+    }
+
+    fn shared(self) -> (Self, broadcast::Sender<Invalidation>) {
+        let (tx, rx) = broadcast::channel(64);
+        *self.invalidations.lock().expect("not poisoned") = Some(rx);
+        (self, tx)
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst);
+    }
+
+    fn block(&self, on: bool) {
+        self.blocked.send_replace(on);
+    }
+
+    async fn enter(&self, write: bool) -> Result<(), Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.yields {
+            tokio::task::yield_now().await;
+        }
+        match self.mode.load(Ordering::SeqCst) {
+            FAIL => {
+                return Err(Error::Unavailable {
+                    tier: self.name.clone(),
+                    reason: "injected".into(),
+                })
+            }
+            HANG => {
+                // Far beyond any timeout the tests set; the orchestrator gives up first.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return Err(Error::Timeout { tier: self.name.clone(), op: "hang" });
+            }
+            _ => {}
+        }
+        if write {
+            let mut rx = self.blocked.subscribe();
+            let _ = rx.wait_for(|blocked| !*blocked).await;
+        }
+        Ok(())
+    }
+}
+
+impl Tier for FaultyTier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get<'a>(&'a self, key: &'a [u8], deadline: Instant) -> TierFuture<'a, Option<TierEntry>> {
+        Box::pin(async move {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.enter(false).await?;
+            self.inner.get(key, deadline).await
+        })
+    }
+
+    fn put<'a>(&'a self, key: &'a [u8], entry: TierEntry, deadline: Instant) -> TierFuture<'a, ()> {
+        Box::pin(async move {
+            self.enter(true).await?;
+            self.inner.put(key, entry, deadline).await
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a [u8], deadline: Instant) -> TierFuture<'a, ()> {
+        Box::pin(async move {
+            self.enter(true).await?;
+            self.inner.remove(key, deadline).await
+        })
+    }
+
+    fn clear<'a>(&'a self, deadline: Instant) -> TierFuture<'a, ()> {
+        Box::pin(async move {
+            self.enter(true).await?;
+            self.inner.clear(deadline).await
+        })
+    }
+
+    fn invalidations(&self) -> Option<broadcast::Receiver<Invalidation>> {
+        self.invalidations.lock().ok()?.take()
+    }
+}
+
+// ---- Helpers ----
+
+fn mem(name: &str) -> Arc<dyn Tier> {
+    Arc::new(MemoryTier::builder().name(name).max_bytes(16 << 20).build().expect("memory tier"))
+}
+
+fn mem_with_clock(name: &str, clock: &Arc<ManualClock>) -> Arc<dyn Tier> {
+    let tier = MemoryTier::builder().name(name).clock(clock.clone()).build();
+    Arc::new(tier.expect("memory tier"))
+}
+
+fn key(k: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    Codec::<String>::encode(&Postcard::keys(), &k.to_owned(), &mut out).expect("key encodes");
+    out
+}
+
+fn value_bytes(v: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    Codec::<String>::encode(&Postcard::values(), &v.to_owned(), &mut out).expect("value encodes");
+    out
+}
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+/// What `tier` holds for the string key `k`, decoded.
+async fn peek(tier: &dyn Tier, k: &str) -> Option<(String, Option<ExpiresAt>)> {
+    let entry = tier.get(&key(k), far()).await.expect("direct tier read")?;
+    let v = Codec::<String>::decode(&Postcard::values(), &entry.value).expect("value decodes");
+    Some((v, entry.expires_at))
+}
+
+async fn peek_value(tier: &dyn Tier, k: &str) -> Option<String> {
+    peek(tier, k).await.map(|(v, _)| v)
+}
+
+async fn plant(tier: &dyn Tier, k: &str, v: &str, expires_at: Option<ExpiresAt>) {
+    let entry = TierEntry { value: value_bytes(v), expires_at };
+    tier.put(&key(k), entry, far()).await.expect("direct tier write");
+}
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+fn counter(registry: &Registry, name: &str, filter: &[(&str, &str)]) -> u64 {
+    registry.snapshot().counter_sum(name, filter)
+}
+
+/// Waits (bounded) until `cond` holds, yielding to the invalidation task between checks.
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+type Cache = TieredCache<String, String>;
+
+// ---- Read-through, promotion, write-through ----
+
+#[tokio::test]
+async fn read_through_promotes_with_the_same_expiry() {
+    let (top, mid, bottom) = (mem("top"), mem("mid"), mem("bottom"));
+    let registry = Arc::new(Registry::new());
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(mid.clone())
+        .tier(bottom.clone())
+        .metrics(registry.clone(), "c")
+        .build()
+        .unwrap();
+    let at = ExpiresAt::after(SystemTime::now(), Duration::from_secs(600));
+    plant(&*bottom, "k", "deep", Some(at)).await;
+    assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("deep")));
+    assert_eq!(peek(&*top, "k").await, Some((s("deep"), Some(at))), "promoted to the top");
+    assert_eq!(peek(&*mid, "k").await, Some((s("deep"), Some(at))), "and to the middle");
+    assert_eq!(counter(&registry, "strata_tier_promotions_total", &[("tier", "c/bottom")]), 1);
+    // The next read is a top-tier hit: nothing below is asked.
+    assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("deep")));
+    assert_eq!(counter(&registry, "strata_tier_hits_total", &[("tier", "c/top")]), 1);
+    assert_eq!(counter(&registry, "strata_tier_misses_total", &[("tier", "c/top")]), 1);
+    assert_eq!(counter(&registry, "strata_tier_hits_total", &[("tier", "c/bottom")]), 1);
+    assert_eq!(cache.get(&s("absent")).await.unwrap(), None);
+    assert_eq!(counter(&registry, "strata_tier_misses_total", &[("tier", "c/bottom")]), 1);
+}
+
+#[tokio::test]
+async fn write_through_reaches_every_tier_and_so_do_remove_and_clear() {
+    let (top, bottom) = (mem("top"), mem("bottom"));
+    let cache: Cache =
+        TieredCache::builder().tier(top.clone()).tier(bottom.clone()).build().unwrap();
+    let report = cache.insert(&s("a"), &s("1")).await.unwrap();
+    assert!(report.is_complete());
+    cache.insert(&s("b"), &s("2")).await.unwrap();
+    for t in [&top, &bottom] {
+        assert_eq!(peek_value(&**t, "a").await, Some(s("1")), "{}", t.name());
+    }
+    cache.remove(&s("a")).await.unwrap();
+    for t in [&top, &bottom] {
+        assert_eq!(peek_value(&**t, "a").await, None, "{}", t.name());
+        assert_eq!(peek_value(&**t, "b").await, Some(s("2")), "{}", t.name());
+    }
+    cache.invalidate_all().await.unwrap();
+    for t in [&top, &bottom] {
+        assert_eq!(peek_value(&**t, "b").await, None, "{}", t.name());
+    }
+    assert_eq!(cache.get(&s("b")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn get_with_loads_once_for_concurrent_callers() {
+    let (top, bottom) = (mem("top"), mem("bottom"));
+    let cache: Cache =
+        TieredCache::builder().tier(top.clone()).tier(bottom.clone()).build().unwrap();
+    let loads = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (cache, loads) = (cache.clone(), loads.clone());
+        tasks.spawn(async move {
+            cache
+                .get_with(&s("k"), || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    Ok(s("loaded"))
+                })
+                .await
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), "loaded");
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(peek_value(&*bottom, "k").await, Some(s("loaded")), "stored through");
+    let err = cache.get_with(&s("x"), || async { Err(Error::Codec("no".into())) }).await;
+    assert!(matches!(err, Err(Error::Codec(_))), "the loader's error comes back");
+    assert_eq!(peek_value(&*top, "x").await, None);
+}
+
+// ---- Time ----
+
+#[tokio::test]
+async fn ttl_is_one_absolute_expiry_in_every_tier() {
+    let clock = Arc::new(ManualClock::new());
+    let (top, bottom) = (mem_with_clock("top", &clock), mem_with_clock("bottom", &clock));
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert_with_ttl(&s("k"), &s("v"), Duration::from_secs(10)).await.unwrap();
+    let expected = ExpiresAt::after(clock.wall(), Duration::from_secs(10));
+    assert_eq!(peek(&*top, "k").await, Some((s("v"), Some(expected))));
+    assert_eq!(peek(&*bottom, "k").await, Some((s("v"), Some(expected))));
+    // Promotion carries the expiry from below unchanged.
+    top.remove(&key("k"), far()).await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("v")));
+    assert_eq!(peek(&*top, "k").await, Some((s("v"), Some(expected))), "not restarted");
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(cache.get(&s("k")).await.unwrap(), None, "expired everywhere at once");
+    assert_eq!(peek(&*bottom, "k").await, None);
+
+    // A past expiry is never written down: it removes the old value from every tier.
+    cache.insert(&s("p"), &s("old")).await.unwrap();
+    let past = ExpiresAt::after(clock.wall() - Duration::from_secs(60), Duration::from_secs(1));
+    cache.insert_until(&s("p"), &s("new"), past).await.unwrap();
+    assert_eq!(peek(&*top, "p").await, None);
+    assert_eq!(peek(&*bottom, "p").await, None);
+    cache.insert(&s("z"), &s("old")).await.unwrap();
+    cache.insert_with_ttl(&s("z"), &s("new"), Duration::ZERO).await.unwrap();
+    assert_eq!(peek(&*bottom, "z").await, None, "a zero TTL removes");
+
+    // An entry that expires in a lower tier is not served from there either.
+    plant(&*bottom, "e", "short", Some(ExpiresAt::after(clock.wall(), Duration::from_secs(1))))
+        .await;
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(cache.get(&s("e")).await.unwrap(), None);
+    assert_eq!(peek(&*top, "e").await, None, "an expired entry is not promoted");
+}
+
+#[tokio::test]
+async fn default_ttl_applies_to_insert_and_loads() {
+    let clock = Arc::new(ManualClock::new());
+    let top = mem_with_clock("top", &clock);
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .clock(clock.clone())
+        .time_to_live(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    cache.insert(&s("k"), &s("v")).await.unwrap();
+    let v = cache.get_with(&s("l"), || async { Ok(s("loaded")) }).await.unwrap();
+    assert_eq!(v, "loaded");
+    let expected = Some(ExpiresAt::after(clock.wall(), Duration::from_secs(30)));
+    assert_eq!(peek(&*top, "k").await.map(|(_, e)| e), Some(expected));
+    assert_eq!(peek(&*top, "l").await.map(|(_, e)| e), Some(expected));
+}
+
+// ---- Write-back ----
+
+#[tokio::test]
+async fn write_back_orders_writes_serves_pending_ones_and_close_drains() {
+    let top = mem("top");
+    let bottom = Arc::new(FaultyTier::new("bottom"));
+    let registry = Arc::new(Registry::new());
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .timeout(Duration::from_secs(30))
+        .write_mode(WriteMode::Back { capacity: 64, on_full: OnFull::Wait })
+        .metrics(registry.clone(), "wb")
+        .build()
+        .unwrap();
+    plant(&*bottom, "gone", "old", None).await;
+    plant(&*bottom, "k", "v0", None).await;
+    bottom.block(true);
+    for i in 1..=10 {
+        cache.insert(&s("k"), &s(&format!("v{i}"))).await.unwrap();
+    }
+    cache.remove(&s("gone")).await.unwrap();
+    assert_eq!(peek_value(&*top, "k").await, Some(s("v10")), "top written at once");
+    assert_eq!(peek_value(&*bottom.inner, "k").await, Some(s("v0")), "bottom not yet");
+    assert_eq!(cache.writeback_len(), 11);
+    let depth =
+        registry.snapshot().gauge("strata_tier_writeback_queue_depth", &[("tier", "wb/bottom")]);
+    assert_eq!(depth, Some(11));
+    // The top tier loses its copies (eviction): readers see the queued writes, never the
+    // older values still in the bottom tier.
+    top.clear(far()).await.unwrap();
+    assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("v10")));
+    assert_eq!(cache.get(&s("gone")).await.unwrap(), None);
+    bottom.block(false);
+    cache.close().await;
+    assert_eq!(peek_value(&*bottom.inner, "k").await, Some(s("v10")), "newest write last");
+    assert_eq!(peek_value(&*bottom.inner, "gone").await, None);
+    assert_eq!(cache.writeback_len(), 0);
+    assert!(matches!(cache.insert(&s("k"), &s("late")).await, Err(Error::Closed)));
+    assert!(matches!(cache.get(&s("k")).await, Err(Error::Closed)));
+}
+
+#[tokio::test]
+async fn write_back_full_queue_errors_without_writing_anything() {
+    let top = mem("top");
+    let bottom = Arc::new(FaultyTier::new("bottom"));
+    let registry = Arc::new(Registry::new());
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .timeout(Duration::from_secs(30))
+        .write_mode(WriteMode::Back { capacity: 2, on_full: OnFull::Error })
+        .metrics(registry.clone(), "f")
+        .build()
+        .unwrap();
+    bottom.block(true);
+    cache.insert(&s("a"), &s("1")).await.unwrap();
+    cache.insert(&s("b"), &s("2")).await.unwrap();
+    let err = cache.insert(&s("c"), &s("3")).await.unwrap_err();
+    assert!(matches!(err, Error::Full { capacity: 2, .. }), "{err}");
+    assert!(matches!(cache.remove(&s("a")).await, Err(Error::Full { .. })));
+    assert_eq!(peek_value(&*top, "c").await, None, "a refused write touches no tier");
+    assert_eq!(peek_value(&*top, "a").await, Some(s("1")), "a refused remove neither");
+    assert_eq!(
+        counter(&registry, "strata_tier_writeback_rejections_total", &[("tier", "f/bottom")]),
+        2
+    );
+    bottom.block(false);
+    cache.flush().await.unwrap();
+    assert_eq!(peek_value(&*bottom.inner, "b").await, Some(s("2")));
+    cache.insert(&s("c"), &s("3")).await.unwrap();
+    cache.close().await;
+    assert_eq!(peek_value(&*bottom.inner, "c").await, Some(s("3")));
+}
+
+#[tokio::test]
+async fn write_back_full_queue_makes_the_caller_wait() {
+    let top = mem("top");
+    let bottom = Arc::new(FaultyTier::new("bottom"));
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .timeout(Duration::from_secs(30))
+        .write_mode(WriteMode::Back { capacity: 1, on_full: OnFull::Wait })
+        .build()
+        .unwrap();
+    bottom.block(true);
+    cache.insert(&s("a"), &s("1")).await.unwrap();
+    let waiting = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.insert(&s("b"), &s("2")).await }
+    });
+    // The bottom tier is blocked with no timer, so the second write cannot have a place yet
+    // however long this takes.
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished(), "a write went past a full queue");
+    assert_eq!(peek_value(&*top, "b").await, None, "nothing written while waiting");
+    bottom.block(false);
+    waiting.await.unwrap().unwrap();
+    cache.close().await;
+    assert_eq!(peek_value(&*bottom.inner, "a").await, Some(s("1")));
+    assert_eq!(peek_value(&*bottom.inner, "b").await, Some(s("2")));
+}
+
+#[tokio::test]
+async fn write_back_invalidate_all_hides_lower_copies_until_applied() {
+    let top = mem("top");
+    let bottom = Arc::new(FaultyTier::new("bottom"));
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .timeout(Duration::from_secs(30))
+        .write_mode(WriteMode::Back { capacity: 8, on_full: OnFull::Error })
+        .build()
+        .unwrap();
+    plant(&*bottom, "old", "stale", None).await;
+    bottom.block(true);
+    cache.insert(&s("before"), &s("1")).await.unwrap();
+    cache.invalidate_all().await.unwrap();
+    cache.insert(&s("after"), &s("2")).await.unwrap();
+    assert_eq!(cache.get(&s("old")).await.unwrap(), None, "cleared lower tier not read");
+    assert_eq!(cache.get(&s("before")).await.unwrap(), None, "write before the clear is gone");
+    assert_eq!(cache.get(&s("after")).await.unwrap(), Some(s("2")));
+    bottom.block(false);
+    cache.close().await;
+    assert_eq!(peek_value(&*bottom.inner, "old").await, None);
+    assert_eq!(peek_value(&*bottom.inner, "before").await, None);
+    assert_eq!(peek_value(&*bottom.inner, "after").await, Some(s("2")));
+}
+
+// ---- Per-key ordering ----
+
+/// A small deterministic generator, so a failing interleaving can be replayed by its seed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn ordering_round(seed: u64, mode: WriteMode) {
+    let tiers: Vec<Arc<FaultyTier>> =
+        ["t0", "t1", "t2"].iter().map(|n| Arc::new(FaultyTier::new(n).yielding())).collect();
+    let mut builder = TieredCache::<String, String>::builder().write_mode(mode).lock_stripes(4);
+    for t in &tiers {
+        builder = builder.tier(t.clone());
+    }
+    let cache = builder.build().unwrap();
+    let keys = ["a", "b", "c"];
+    let serial = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..6u64 {
+        let (cache, tiers, serial) = (cache.clone(), tiers.clone(), serial.clone());
+        tasks.spawn(async move {
+            let mut rng = XorShift(seed.wrapping_mul(31).wrapping_add(worker) | 1);
+            for _ in 0..60 {
+                let k = s(keys[rng.below(3) as usize]);
+                match rng.below(10) {
+                    0..=3 => {
+                        let v = format!("v{}", serial.fetch_add(1, Ordering::SeqCst));
+                        cache.insert(&k, &v).await.unwrap();
+                    }
+                    4..=5 => {
+                        cache.remove(&k).await.unwrap();
+                    }
+                    6..=8 => {
+                        cache.get(&k).await.unwrap();
+                    }
+                    // An eviction from an upper tier, so later reads promote from below.
+                    _ => {
+                        let t = &tiers[rng.below(2) as usize];
+                        t.inner.remove(&key(&k), far()).await.unwrap();
+                    }
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    cache.close().await;
+    for k in keys {
+        // The bottom tier takes every write (it never evicts here), so it holds the key's
+        // last write; any other value above it is a stale copy.
+        let bottom = peek_value(&*tiers[2].inner, k).await;
+        for t in &tiers[..2] {
+            let above = peek_value(&*t.inner, k).await;
+            assert!(
+                above.is_none() || above == bottom,
+                "seed {seed} {mode:?}: key {k}: {} holds {above:?}, bottom {bottom:?}",
+                t.name
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_and_removes_leave_no_stale_copy() {
+    for seed in 1..=8 {
+        ordering_round(seed, WriteMode::Through).await;
+        ordering_round(seed, WriteMode::Back { capacity: 16, on_full: OnFull::Wait }).await;
+    }
+}
+
+// ---- Negative caching ----
+
+#[tokio::test]
+async fn negative_caching_remembers_misses_until_a_write_or_its_ttl() {
+    let clock = Arc::new(ManualClock::new());
+    let top = mem_with_clock("top", &clock);
+    let bottom = Arc::new(FaultyTier::over(mem_with_clock("bottom-inner", &clock), "bottom"));
+    let cache: Cache = TieredCache::builder()
+        .tier(top)
+        .tier(bottom.clone())
+        .clock(clock.clone())
+        .negative_caching(Duration::from_secs(5), 100)
+        .build()
+        .unwrap();
+    assert_eq!(cache.get(&s("k")).await.unwrap(), None);
+    assert_eq!(cache.get(&s("k")).await.unwrap(), None);
+    assert_eq!(bottom.gets.load(Ordering::SeqCst), 1, "the second miss stops above");
+    cache.insert(&s("k"), &s("v")).await.unwrap();
+    assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("v")), "a write forgets the miss");
+    assert_eq!(cache.get(&s("n")).await.unwrap(), None);
+    clock.advance(Duration::from_secs(5));
+    plant(&*bottom.inner, "n", "arrived", None).await;
+    assert_eq!(cache.get(&s("n")).await.unwrap(), Some(s("arrived")), "forgotten after its TTL");
+    // A miss with a failed tier proves nothing and is not remembered.
+    bottom.set(FAIL);
+    assert_eq!(cache.get(&s("m")).await.unwrap(), None);
+    bottom.set(HEALTHY);
+    plant(&*bottom.inner, "m", "there", None).await;
+    assert_eq!(cache.get(&s("m")).await.unwrap(), Some(s("there")));
+}
+
+// ---- Degraded mode ----
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_tier_is_routed_around_and_its_breaker_recovers() {
+    let top = mem("top");
+    let mid = Arc::new(FaultyTier::new("mid"));
+    let bottom = mem("bottom");
+    let registry = Arc::new(Registry::new());
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(mid.clone())
+        .tier(bottom.clone())
+        .timeout(Duration::from_millis(100))
+        .circuit_breaker(3, Duration::from_secs(10))
+        .metrics(registry.clone(), "d")
+        .build()
+        .unwrap();
+    for i in 0..6 {
+        cache.insert(&s(&format!("k{i}")), &s("v")).await.unwrap();
+    }
+    top.clear(far()).await.unwrap();
+    mid.set(FAIL);
+    // Reads skip the failing tier and find the bottom one.
+    assert_eq!(cache.get(&s("k0")).await.unwrap(), Some(s("v")));
+    let errors =
+        |op| counter(&registry, "strata_tier_errors_total", &[("tier", "d/mid"), ("op", op)]);
+    assert_eq!(errors("get"), 1);
+    mid.set(HANG);
+    assert_eq!(cache.get(&s("k1")).await.unwrap(), Some(s("v")), "a hang times out");
+    assert_eq!(counter(&registry, "strata_tier_timeouts_total", &[("tier", "d/mid")]), 1);
+    assert_eq!(cache.get(&s("k2")).await.unwrap(), Some(s("v")));
+    assert_eq!(cache.circuit_state("mid"), Some(CircuitState::Open), "3 failures open it");
+    let gauge =
+        registry.snapshot().gauge("strata_tier_circuit_breaker_state", &[("tier", "d/mid")]);
+    assert_eq!(gauge, Some(2));
+    // While open, the tier is not called at all.
+    let calls = mid.calls.load(Ordering::SeqCst);
+    assert_eq!(cache.get(&s("k3")).await.unwrap(), Some(s("v")));
+    assert_eq!(mid.calls.load(Ordering::SeqCst), calls, "an open breaker stops the calls");
+
+    // A write while the tier is out: accepted by the others, the failure reported, and the
+    // tier's old copy never served again.
+    plant(&*mid.inner, "w", "old", None).await;
+    let report = cache.insert(&s("w"), &s("new")).await.unwrap();
+    assert_eq!(report.failures().len(), 1);
+    assert_eq!(report.failures()[0].tier, "mid");
+    assert!(matches!(report.failures()[0].error, Error::Unavailable { .. }));
+    let removed = cache.remove(&s("k4")).await.unwrap();
+    assert_eq!(removed.failures().len(), 1, "a removal the tier missed is reported too");
+
+    // Recovery: after the cool-down one probe goes through and closes the breaker.
+    mid.set(HEALTHY);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    top.clear(far()).await.unwrap();
+    assert_eq!(cache.get(&s("k5")).await.unwrap(), Some(s("v")));
+    assert_eq!(cache.circuit_state("mid"), Some(CircuitState::Closed));
+    assert_eq!(cache.get(&s("w")).await.unwrap(), Some(s("new")), "stale copy skipped");
+    assert_eq!(cache.get(&s("k4")).await.unwrap(), None, "removed copy skipped");
+    // The promotion from below rewrote the tier, so it serves the key again.
+    assert_eq!(peek_value(&*mid.inner, "w").await, Some(s("new")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_no_tier_takes_is_an_error() {
+    let only = Arc::new(FaultyTier::new("only"));
+    let cache: Cache = TieredCache::builder()
+        .tier(only.clone())
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    only.set(HANG);
+    let err = cache.insert(&s("k"), &s("v")).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { op: "put", .. }), "{err}");
+    assert_eq!(cache.get(&s("k")).await.unwrap(), None, "a failed read is a miss");
+    only.set(HEALTHY);
+    // The failed put may have left anything behind, so the key stays unreadable there until
+    // it is written again.
+    plant(&*only.inner, "k", "ghost", None).await;
+    assert_eq!(cache.get(&s("k")).await.unwrap(), None);
+    cache.insert(&s("k"), &s("v")).await.unwrap();
+    assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("v")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_failed_writes_distrust_the_tier_until_it_is_cleared() {
+    let top = mem("top");
+    let bottom = Arc::new(FaultyTier::new("bottom"));
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .circuit_breaker(1000, Duration::from_secs(1))
+        .dirty_key_limit(2)
+        .build()
+        .unwrap();
+    plant(&*bottom.inner, "keep", "old", None).await;
+    bottom.set(FAIL);
+    for i in 0..3 {
+        cache.insert(&s(&format!("k{i}")), &s("v")).await.unwrap();
+    }
+    bottom.set(HEALTHY);
+    top.clear(far()).await.unwrap();
+    // The first read clears the distrusted tier, then reads it again.
+    assert_eq!(cache.get(&s("keep")).await.unwrap(), None);
+    assert_eq!(peek_value(&*bottom.inner, "keep").await, None, "repaired by a clear");
+    cache.insert(&s("keep"), &s("new")).await.unwrap();
+    top.clear(far()).await.unwrap();
+    assert_eq!(cache.get(&s("keep")).await.unwrap(), Some(s("new")));
+}
+
+// ---- Coherence ----
+
+#[tokio::test]
+async fn invalidations_drop_copies_above_the_shared_tier() {
+    let top = mem("top");
+    let (shared, tx) = FaultyTier::new("shared").shared();
+    let shared = Arc::new(shared);
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(shared.clone())
+        .near_cache_max_ttl(Duration::from_secs(30))
+        .negative_caching(Duration::from_secs(60), 100)
+        .build()
+        .unwrap();
+    cache.insert(&s("a"), &s("1")).await.unwrap();
+    cache.insert(&s("b"), &s("2")).await.unwrap();
+    // The near copy is capped; the shared one keeps the entry's own (absent) expiry.
+    let (_, near_expiry) = peek(&*top, "a").await.unwrap();
+    let cap = ExpiresAt::after(SystemTime::now(), Duration::from_secs(30));
+    assert!(near_expiry.is_some_and(|e| e <= cap), "{near_expiry:?}");
+    assert_eq!(peek(&*shared.inner, "a").await, Some((s("1"), None)));
+
+    // Another process writes `a` in the shared tier and says so.
+    plant(&*shared.inner, "a", "1b", None).await;
+    tx.send(Invalidation::Key(key("a"))).unwrap();
+    eventually("a dropped above", || async { peek(&*top, "a").await.is_none() }).await;
+    assert_eq!(peek_value(&*top, "b").await, Some(s("2")), "other keys kept");
+    assert_eq!(cache.get(&s("a")).await.unwrap(), Some(s("1b")), "the new value is read");
+
+    // A remembered miss is dropped too.
+    assert_eq!(cache.get(&s("n")).await.unwrap(), None);
+    plant(&*shared.inner, "n", "new", None).await;
+    tx.send(Invalidation::Key(key("n"))).unwrap();
+    eventually("negative entry dropped", || async { cache.get(&s("n")).await.unwrap().is_some() })
+        .await;
+
+    // Lost notices: everything above is dropped.
+    tx.send(Invalidation::All).unwrap();
+    eventually("all dropped above", || async {
+        peek(&*top, "b").await.is_none() && peek(&*top, "a").await.is_none()
+    })
+    .await;
+    assert_eq!(peek_value(&*shared.inner, "b").await, Some(s("2")), "shared tier untouched");
+
+    // The stream ends (the connection is gone for good): the near copies are dropped once.
+    assert_eq!(cache.get(&s("b")).await.unwrap(), Some(s("2")));
+    assert!(peek(&*top, "b").await.is_some());
+    drop(tx);
+    eventually("near tier flushed", || async { peek(&*top, "b").await.is_none() }).await;
+    assert_eq!(cache.get(&s("b")).await.unwrap(), Some(s("2")), "still read from below");
+    cache.close().await;
+}
+
+// ---- Configuration ----
+
+#[tokio::test]
+async fn the_builder_rejects_nonsense() {
+    let m = || mem("m");
+    let b = || TieredCache::<String, String>::builder();
+    let cases: Vec<(&str, Result<Cache, Error>)> = vec![
+        ("no tiers", b().build()),
+        ("same name twice", b().tier(m()).tier(m()).build()),
+        ("zero timeout", b().tier(m()).timeout(Duration::ZERO).build()),
+        (
+            "zero breaker threshold",
+            b().tier(m()).circuit_breaker(0, Duration::from_secs(1)).build(),
+        ),
+        ("zero cool-down", b().tier(m()).circuit_breaker(1, Duration::ZERO).build()),
+        ("zero negative ttl", b().tier(m()).negative_caching(Duration::ZERO, 1).build()),
+        (
+            "zero negative capacity",
+            b().tier(m()).negative_caching(Duration::from_secs(1), 0).build(),
+        ),
+        ("zero ttl", b().tier(m()).time_to_live(Duration::ZERO).build()),
+        ("zero near cap", b().tier(m()).near_cache_max_ttl(Duration::ZERO).build()),
+        ("stripes not a power of two", b().tier(m()).lock_stripes(3).build()),
+        (
+            "write-back with one tier",
+            b().tier(m())
+                .write_mode(WriteMode::Back { capacity: 1, on_full: OnFull::Wait })
+                .build(),
+        ),
+        (
+            "zero queue",
+            b().tier(m())
+                .tier(mem("n"))
+                .write_mode(WriteMode::Back { capacity: 0, on_full: OnFull::Wait })
+                .build(),
+        ),
+    ];
+    for (what, built) in cases {
+        assert!(matches!(built, Err(Error::InvalidConfig(_))), "{what} was accepted");
+    }
+}
+
+#[test]
+fn write_back_without_a_runtime_is_refused_not_a_panic() {
+    let built = TieredCache::<String, String>::builder()
+        .tier(mem("a"))
+        .tier(mem("b"))
+        .write_mode(WriteMode::Back { capacity: 4, on_full: OnFull::Wait })
+        .build();
+    assert!(matches!(built, Err(Error::InvalidConfig(_))));
+}

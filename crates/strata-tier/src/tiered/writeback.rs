@@ -1,0 +1,279 @@
+//! The write-back queue: writes to the tiers below the top one, applied later, in order, by
+//! one worker task.
+//!
+//! - **Bounded.** A write holds one permit of a semaphore of `capacity` permits from before
+//!   it touches the top tier until the worker has applied it to every lower tier. When none is
+//!   free the caller waits ([`OnFull::Wait`]) or gets [`Error::Full`] ([`OnFull::Error`]) with
+//!   nothing written; a write is never dropped.
+//! - **Ordered.** Jobs are sent under the key's lock, and one worker applies them first in,
+//!   first out, so an older write to a key never lands after a newer one.
+//! - **Visible.** Until a job is applied, [`Pending`] holds the newest queued operation per
+//!   key, and readers that miss the top tier consult it before the lower tiers, which may
+//!   still hold an older value. Each job carries a sequence number, so that finishing an older
+//!   job never hides a newer pending one. A queued clear makes every key without a newer
+//!   pending write read as absent below the top tier until the clear is applied.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use strata_core::Clock;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use super::slot::Slot;
+use super::OnFull;
+use crate::tier::TierEntry;
+use crate::{Error, Result};
+
+/// What a queued job does to the lower tiers.
+#[derive(Debug, Clone)]
+pub(crate) enum PendingOp {
+    Put(TierEntry),
+    Remove,
+}
+
+/// What readers see of the queue.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    by_key: HashMap<Vec<u8>, (u64, PendingOp)>,
+    /// Clears queued and not yet applied.
+    clears: u64,
+}
+
+/// What a reader that missed the top tier learns from the queue.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// The newest queued operation on the key.
+    Queued(PendingOp),
+    /// Nothing is queued for the key, but a clear is: the lower tiers' copy is stale.
+    Cleared,
+    /// Nothing queued: the lower tiers are up to date for the key.
+    Nothing,
+}
+
+enum Job {
+    Write { seq: u64, key: Vec<u8>, op: PendingOp, _permit: OwnedSemaphorePermit },
+    Clear { _permit: OwnedSemaphorePermit },
+}
+
+/// A reserved place in the queue, taken before anything is written.
+pub(crate) struct Reservation(OwnedSemaphorePermit);
+
+pub(crate) struct WriteBack {
+    capacity: usize,
+    on_full: OnFull,
+    permits: Arc<Semaphore>,
+    tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    pending: Arc<Mutex<Pending>>,
+    seq: Mutex<u64>,
+    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    slots: Arc<[Slot]>,
+}
+
+impl WriteBack {
+    /// Starts the worker on the current runtime; it writes to `slots[1..]`.
+    pub(crate) fn start(
+        slots: Arc<[Slot]>,
+        capacity: usize,
+        on_full: OnFull,
+        retries: u32,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let permits = Arc::new(Semaphore::new(capacity));
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let worker = Worker {
+            slots: Arc::clone(&slots),
+            pending: Arc::clone(&pending),
+            permits: Arc::clone(&permits),
+            capacity,
+            retries,
+            clock,
+        };
+        let handle = tokio::spawn(worker.run(rx));
+        WriteBack {
+            capacity,
+            on_full,
+            permits,
+            tx: Mutex::new(Some(tx)),
+            pending,
+            seq: Mutex::new(0),
+            worker: Mutex::new(Some(handle)),
+            slots,
+        }
+    }
+
+    /// Jobs queued and not yet applied.
+    pub(crate) fn len(&self) -> usize {
+        self.capacity - self.permits.available_permits()
+    }
+
+    /// Takes a place in the queue, waiting or failing as configured (`force_wait` for a
+    /// clear, which must not be refused once the top tier may have been cleared).
+    pub(crate) async fn reserve(&self, force_wait: bool) -> Result<Reservation> {
+        let permits = Arc::clone(&self.permits);
+        if force_wait || self.on_full == OnFull::Wait {
+            return permits.acquire_owned().await.map(Reservation).map_err(|_| Error::Closed);
+        }
+        match permits.try_acquire_owned() {
+            Ok(p) => Ok(Reservation(p)),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                for slot in &self.slots[1..] {
+                    slot.metrics.writeback_rejections.incr();
+                }
+                Err(Error::Full { tier: self.lower_names(), capacity: self.capacity })
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => Err(Error::Closed),
+        }
+    }
+
+    fn lower_names(&self) -> String {
+        self.slots[1..].iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Queues `op` on `key` with its reservation. The caller holds the key's lock.
+    pub(crate) fn send(&self, r: Reservation, key: Vec<u8>, op: PendingOp) -> Result<()> {
+        let tx = self.tx.lock();
+        let tx = tx.as_ref().ok_or(Error::Closed)?;
+        let seq = {
+            let mut seq = self.seq.lock();
+            *seq += 1;
+            *seq
+        };
+        // The pending entry is in place before the job can be applied and removed.
+        self.pending.lock().by_key.insert(key.clone(), (seq, op.clone()));
+        tx.send(Job::Write { seq, key, op, _permit: r.0 }).map_err(|_| Error::Closed)?;
+        self.publish_depth();
+        Ok(())
+    }
+
+    /// Queues a clear of the lower tiers; every queued write is superseded by it.
+    pub(crate) fn send_clear(&self, r: Reservation) -> Result<()> {
+        let tx = self.tx.lock();
+        let tx = tx.as_ref().ok_or(Error::Closed)?;
+        {
+            let mut pending = self.pending.lock();
+            pending.by_key.clear();
+            pending.clears += 1;
+        }
+        tx.send(Job::Clear { _permit: r.0 }).map_err(|_| Error::Closed)?;
+        self.publish_depth();
+        Ok(())
+    }
+
+    pub(crate) fn lookup(&self, key: &[u8]) -> Lookup {
+        let pending = self.pending.lock();
+        match pending.by_key.get(key) {
+            Some((_, op)) => Lookup::Queued(op.clone()),
+            None if pending.clears > 0 => Lookup::Cleared,
+            None => Lookup::Nothing,
+        }
+    }
+
+    /// Waits until every job queued so far has been applied.
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let n = u32::try_from(self.capacity).unwrap_or(u32::MAX);
+        // Holding every permit at once means no job is in flight; the semaphore is fair, so
+        // writers that arrive meanwhile queue behind this call instead of starving it.
+        let all = self.permits.acquire_many(n).await.map_err(|_| Error::Closed)?;
+        drop(all);
+        Ok(())
+    }
+
+    /// Stops taking jobs and waits for the worker to apply every queued one.
+    pub(crate) async fn close(&self) {
+        drop(self.tx.lock().take());
+        let worker = self.worker.lock().take();
+        if let Some(worker) = worker {
+            if let Err(e) = worker.await {
+                tracing::error!(error = %e, "write-back worker failed");
+            }
+        }
+    }
+
+    fn publish_depth(&self) {
+        publish_depth(&self.slots, self.len());
+    }
+}
+
+fn publish_depth(slots: &[Slot], depth: usize) {
+    let depth = i64::try_from(depth).unwrap_or(i64::MAX);
+    for slot in &slots[1..] {
+        slot.metrics.writeback_queue_depth.set(depth);
+    }
+}
+
+struct Worker {
+    slots: Arc<[Slot]>,
+    pending: Arc<Mutex<Pending>>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    retries: u32,
+    clock: Arc<dyn Clock>,
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        // Ends when every sender is gone (close, or the cache dropped) and the queue is empty.
+        while let Some(job) = rx.recv().await {
+            match job {
+                Job::Write { seq, key, op, _permit } => {
+                    for slot in &self.slots[1..] {
+                        self.apply(slot, &key, &op).await;
+                    }
+                    let mut pending = self.pending.lock();
+                    if pending.by_key.get(&key).is_some_and(|(s, _)| *s == seq) {
+                        pending.by_key.remove(&key);
+                    }
+                }
+                Job::Clear { _permit } => {
+                    for slot in &self.slots[1..] {
+                        if self.with_retries(|| slot.clear()).await.is_err() {
+                            slot.after_failed_clear();
+                        }
+                    }
+                    let mut pending = self.pending.lock();
+                    pending.clears = pending.clears.saturating_sub(1);
+                }
+            }
+            // The job's permit was released at the end of its arm, so the depth counts it done.
+            publish_depth(&self.slots, self.capacity - self.permits.available_permits());
+        }
+    }
+
+    async fn apply(&self, slot: &Slot, key: &[u8], op: &PendingOp) {
+        let outcome = match op {
+            // Checked again at apply time: an entry that expired while queued is never
+            // written down; `Slot::put` turns it into a removal.
+            PendingOp::Put(entry) => {
+                self.with_retries(|| slot.put(key, entry.clone(), self.clock.wall())).await
+            }
+            PendingOp::Remove => self.with_retries(|| slot.remove(key)).await,
+        };
+        slot.after_write(key, outcome.is_ok());
+    }
+
+    /// Runs `call` up to `1 + retries` times, backing off between tries, and not at all
+    /// against an open breaker (the failure is then recorded as a dirty key at once).
+    async fn with_retries<F, Fut>(&self, mut call: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let mut backoff = Duration::from_millis(10);
+        let mut tries = 0;
+        loop {
+            match call().await {
+                Ok(()) => return Ok(()),
+                Err(e @ Error::Unavailable { .. }) => return Err(e),
+                Err(e) if tries >= self.retries => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                }
+            }
+        }
+    }
+}
