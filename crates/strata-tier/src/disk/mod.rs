@@ -83,6 +83,12 @@ use self::format::{
 use crate::tier::{Tier, TierEntry, TierFuture};
 use crate::{Error, Result};
 
+/// The bytes a region file spends on its header: `capacity` counts them.
+pub const REGION_OVERHEAD: usize = REGION_HEADER_LEN;
+/// The bytes an entry spends beyond its key and value (its header): `capacity` and
+/// `max_entry_size` count them.
+pub const ENTRY_OVERHEAD: usize = ENTRY_HEADER_LEN;
+
 /// The smallest region size accepted.
 pub const MIN_REGION_SIZE: u64 = 1 << 10;
 /// The largest region size accepted (offsets inside a region are 32-bit).
