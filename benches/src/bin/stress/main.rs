@@ -14,8 +14,10 @@
 mod args;
 mod memory;
 mod progress;
+mod redis_server;
 mod report;
 mod run;
+mod tiered;
 
 use run::Run;
 use std::sync::atomic::Ordering;
@@ -47,8 +49,18 @@ fn main() {
         args.wal.name(),
         args.faults.names()
     );
+    let tmp = match tempfile::Builder::new().prefix("strata-stress-").tempdir() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("stress: cannot create a temporary directory: {e}");
+            std::process::exit(2);
+        }
+    };
     let timeline = std::thread::scope(|s| {
         s.spawn(|| memory::run(&run, &cache, args.threads));
+        if args.tiers.disk || args.tiers.redis {
+            s.spawn(|| tiered::run(&run, &args, &tmp.path().join("tiered")));
+        }
         let timeline = progress::watch(&run, args.secs);
         run.stop.store(true, Ordering::Relaxed);
         timeline
@@ -74,12 +86,21 @@ fn summarize(
     let (violations, lost) = (Run::get(&t.violations), Run::get(&t.records_lost));
     println!("\n# stress summary");
     println!("| figure | value |\n|---|---|");
-    println!("| tiers / wal / faults | {} / {} / {} |", args.tier_names(), args.wal.name(), args.faults.names());
+    println!(
+        "| tiers / wal / faults | {} / {} / {} |",
+        args.tier_names(),
+        args.wal.name(),
+        args.faults.names()
+    );
     println!("| threads | {} |", args.threads);
     println!("| operations | {ops} |");
     println!("| throughput | {:.0} ops/s |", ops as f64 / elapsed);
     println!("| latency p50 / p99 / p999 | {} / {} / {} ns |", q(0.5), q(0.99), q(0.999));
-    println!("| hit ratio | {hit_ratio:.3} |");
+    println!("| hit ratio (memory workload) | {hit_ratio:.3} |");
+    if args.tiers.disk || args.tiers.redis {
+        let ratio = Run::get(&t.tiered_hits) as f64 / Run::get(&t.tiered_gets).max(1) as f64;
+        println!("| hit ratio (tiered workload, any tier) | {ratio:.3} |");
+    }
     println!("| evictions / expirations (memory) | {} / {} |", stats.evictions, stats.expirations);
     println!("| transactions committed | {} |", Run::get(&t.transactions));
     println!("| errors under faults | {} |", Run::get(&t.errors));

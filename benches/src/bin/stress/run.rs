@@ -11,6 +11,9 @@ pub(crate) struct Tally {
     pub(crate) ops: AtomicU64,
     pub(crate) gets: AtomicU64,
     pub(crate) hits: AtomicU64,
+    /// Reads of the tiered workload, and those that found a value in some tier.
+    pub(crate) tiered_gets: AtomicU64,
+    pub(crate) tiered_hits: AtomicU64,
     /// Operations that returned an error the workload expects under faults (a tier down).
     pub(crate) errors: AtomicU64,
     pub(crate) checks: AtomicU64,
