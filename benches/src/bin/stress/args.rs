@@ -57,10 +57,11 @@ pub(crate) struct Faults {
 
 impl Faults {
     pub(crate) fn names(self) -> String {
-        let names: Vec<&str> = [(self.kill, "kill"), (self.torn, "torn"), (self.redis_down, "redis-down")]
-            .into_iter()
-            .filter_map(|(on, n)| on.then_some(n))
-            .collect();
+        let names: Vec<&str> =
+            [(self.kill, "kill"), (self.torn, "torn"), (self.redis_down, "redis-down")]
+                .into_iter()
+                .filter_map(|(on, n)| on.then_some(n))
+                .collect();
         if names.is_empty() {
             "none".into()
         } else {
@@ -172,7 +173,11 @@ fn parse_faults(list: &str) -> Result<Faults, String> {
             "kill" => f.kill = true,
             "torn" => f.torn = true,
             "redis-down" => f.redis_down = true,
-            other => return Err(format!("--faults: unknown fault {other} (kill, torn, redis-down, none)")),
+            other => {
+                return Err(format!(
+                    "--faults: unknown fault {other} (kill, torn, redis-down, none)"
+                ))
+            }
         }
     }
     Ok(f)

@@ -35,8 +35,11 @@ pub(crate) fn run(run: &Run, cache: &Cache<u64, u64>, threads: usize) {
 
 fn worker(run: &Run, cache: &Cache<u64, u64>, t0: Instant, t: u64) {
     let tally = &run.tally;
-    let phase =
-        Phase { pattern: Pattern::Zipf { keys: KEYS, exponent: 0.99 }, requests: 1 << 16, key_offset: 0 };
+    let phase = Phase {
+        pattern: Pattern::Zipf { keys: KEYS, exponent: 0.99 },
+        requests: 1 << 16,
+        key_offset: 0,
+    };
     let keys = generate(&[phase], 0xC0FFEE + t);
     let mut i = 0u64;
     while i < MAX_OPS_PER_THREAD {
@@ -76,14 +79,20 @@ fn worker(run: &Run, cache: &Cache<u64, u64>, t0: Instant, t: u64) {
                         // later than the stamp; exact boundaries are tested with a manual
                         // clock, here a grace window applies.
                         if dl + EXPIRY_GRACE_MICROS < before {
-                            run.violation(format!("key {k} served {} µs after its deadline", before - dl));
+                            run.violation(format!(
+                                "key {k} served {} µs after its deadline",
+                                before - dl
+                            ));
                         }
                     }
                 }
             }
             _ => {
                 if cache.entry_count() > CAPACITY {
-                    run.violation(format!("{} entries held, capacity {CAPACITY}", cache.entry_count()));
+                    run.violation(format!(
+                        "{} entries held, capacity {CAPACITY}",
+                        cache.entry_count()
+                    ));
                 }
                 tally.checks.fetch_add(1, Ordering::Relaxed);
             }

@@ -21,7 +21,8 @@ pub(crate) fn watch(run: &Run, secs: u64) -> Vec<Sample> {
     let mut last_at = run.started;
     // Bounded by the deadline (plus a margin for workloads that wind down late).
     while !run.over() && samples.len() as u64 <= secs + 5 {
-        let wait = Duration::from_secs(1).min(run.deadline.saturating_duration_since(Instant::now()));
+        let wait =
+            Duration::from_secs(1).min(run.deadline.saturating_duration_since(Instant::now()));
         std::thread::sleep(wait.max(Duration::from_millis(10)));
         let t = &run.tally;
         let (ops, gets, hits) = (Run::get(&t.ops), Run::get(&t.gets), Run::get(&t.hits));

@@ -85,9 +85,7 @@ fn latency_plot(path: &Path, latency: &HistogramSnapshot) -> Result<(), String> 
         .y_desc("% of operations")
         .draw()
         .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(LineSeries::new(points.iter().copied(), &RED))
-        .map_err(|e| e.to_string())?;
+    chart.draw_series(LineSeries::new(points.iter().copied(), &RED)).map_err(|e| e.to_string())?;
     chart
         .draw_series(points.iter().map(|&p| Circle::new(p, 3, RED.filled())))
         .map_err(|e| e.to_string())?;
