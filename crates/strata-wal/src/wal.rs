@@ -345,6 +345,17 @@ impl Shared {
 
     /// Appends one frame; returns its sequence number once the policy is satisfied.
     pub(crate) fn append(&self, payload: &[u8]) -> Result<u64> {
+        let seq = self.append_nowait(payload)?;
+        if self.policy == SyncPolicy::Always {
+            self.wait_durable(seq)?;
+        }
+        Ok(seq)
+    }
+
+    /// Appends one frame and returns its sequence number once it is handed to the OS, without
+    /// waiting for the group commit (which the caller does with `wait_durable`). With group
+    /// commit off under `Always` it still fsyncs under the log lock, as `append` does.
+    pub(crate) fn append_nowait(&self, payload: &[u8]) -> Result<u64> {
         if payload.len() > self.max_record {
             return Err(Error::TooLarge { size: payload.len(), max: self.max_record });
         }
@@ -384,15 +395,12 @@ impl Shared {
             }
             seq
         };
-        if self.policy == SyncPolicy::Always {
-            self.wait_durable(seq)?;
-        }
         Ok(seq)
     }
 
     /// Waits until every record up to `target` is durable, leading a group commit if no one
     /// else is syncing.
-    fn wait_durable(&self, target: u64) -> Result<()> {
+    pub(crate) fn wait_durable(&self, target: u64) -> Result<()> {
         let mut d = self.durable.lock();
         // Each turn either returns, waits for a leader that is already syncing, or syncs; a
         // leader's sync covers every record written before it started, so at most two syncs
@@ -514,6 +522,40 @@ impl Wal {
     /// which the log is poisoned; [`Error::Poisoned`]; [`Error::Closed`].
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         self.shared.append(payload)
+    }
+
+    /// Appends a record and returns its sequence number as soon as the record is handed to the
+    /// operating system, without waiting for an fsync even under [`SyncPolicy::Always`]; call
+    /// [`Wal::wait_durable`] with the returned number before acknowledging the record.
+    ///
+    /// This splits [`Wal::append`] in two so that an owner can append while holding a lock of
+    /// its own (keeping its log order equal to its apply order) and wait for the group commit
+    /// after releasing it, so that committers holding different locks share one fsync.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append`].
+    pub fn append_nowait(&self, payload: &[u8]) -> Result<u64> {
+        self.shared.append_nowait(payload)
+    }
+
+    /// Waits until every record up to sequence number `seq` is durable, fsyncing (as the
+    /// group-commit leader) if no other thread is; returns at once if it already is. Works
+    /// under every policy, so it also serves as a targeted [`Wal::flush_durable`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the fsync failed (the log is then poisoned), [`Error::Poisoned`].
+    pub fn wait_durable(&self, seq: u64) -> Result<()> {
+        // A number beyond the last append would never become durable; clamp it. The log lock
+        // must be released before waiting: a group-commit leader takes it.
+        let last = self.shared.log.lock().next_seq - 1;
+        self.shared.wait_durable(seq.min(last))
+    }
+
+    /// The policy the log was opened with.
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.shared.policy
     }
 
     /// Encodes `value` with postcard and appends it; see [`Wal::append`] and

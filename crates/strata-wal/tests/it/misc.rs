@@ -236,3 +236,26 @@ mod roundtrip {
         }
     }
 }
+
+#[test]
+fn append_nowait_is_durable_only_after_wait_durable() -> anyhow::Result<()> {
+    let fs = FaultFs::new();
+    let wal = on(&fs).sync_policy(SyncPolicy::Always).open()?;
+    let first = wal.append_nowait(&payload_for(1))?;
+    assert_eq!(first, 1);
+    assert!(wal.durable_seq() < first, "append_nowait must not fsync under Always");
+    let second = wal.append_nowait(&payload_for(2))?;
+    wal.wait_durable(first)?;
+    // One fsync covers every record written before it, so the second is durable too.
+    assert!(wal.durable_seq() >= second);
+    // A number beyond the last append is clamped instead of waiting forever.
+    wal.wait_durable(u64::MAX)?;
+    let third = wal.append_nowait(&payload_for(3))?;
+    fs.crash();
+    drop(wal);
+    fs.restart();
+    let wal = on(&fs).open()?;
+    let seqs: Vec<u64> = replay_all(&wal)?.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![first, second], "record {third} was never synced, so the crash drops it");
+    Ok(())
+}
