@@ -94,6 +94,16 @@ impl Core {
         Arc::clone(&self.locks[i])
     }
 
+    /// Takes every stripe, in order (so two callers cannot deadlock), for the operations that
+    /// touch every key: a clear must not be undone by a promotion that read before it.
+    async fn lock_all(&self) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut guards = Vec::with_capacity(self.locks.len());
+        for lock in self.locks.iter() {
+            guards.push(Arc::clone(lock).lock_owned().await);
+        }
+        guards
+    }
+
     // ---- Reads ----
 
     /// Reads tier `i`. `count_miss` is false for the second look at the top tier under the
@@ -146,7 +156,10 @@ impl Core {
         if let Some(wb) = &self.writeback {
             match wb.lookup(key) {
                 Lookup::Queued(PendingOp::Put(e)) if !e.is_expired(now) => {
-                    self.promote(key, &e, 0, now).await;
+                    // The queued write is the newest value: back into the top tier with it.
+                    let top = &self.slots[0];
+                    let ok = top.put(key, e.clone(), now).await.is_ok();
+                    top.after_write(key, ok);
                     return Some(e);
                 }
                 Lookup::Queued(_) | Lookup::Cleared => return None,
@@ -333,6 +346,7 @@ impl Core {
             if *gate {
                 return Err(Error::Closed);
             }
+            let _all = core.lock_all().await;
             if let Some(n) = &core.negative {
                 n.invalidate_all();
             }
@@ -403,6 +417,7 @@ impl Core {
     }
 
     async fn clear_above(&self, index: usize) {
+        let _all = self.lock_all().await;
         if let Some(n) = &self.negative {
             n.invalidate_all();
         }

@@ -391,6 +391,7 @@ async fn write_back_orders_writes_serves_pending_ones_and_close_drains() {
     // older values still in the bottom tier.
     top.clear(far()).await.unwrap();
     assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("v10")));
+    assert_eq!(peek_value(&*top, "k").await, Some(s("v10")), "queued value back on top");
     assert_eq!(cache.get(&s("gone")).await.unwrap(), None);
     bottom.block(false);
     cache.close().await;
@@ -597,6 +598,38 @@ async fn a_read_cannot_promote_over_a_concurrent_write() {
     assert!(read == Some(s("old")) || read == Some(s("new")), "{read:?}");
     assert_eq!(peek_value(&*bottom.inner, "k").await, Some(s("new")));
     assert_eq!(peek_value(&*top, "k").await, Some(s("new")), "the promotion of old won");
+}
+
+#[tokio::test]
+async fn a_read_cannot_promote_over_a_concurrent_clear() {
+    let top = mem("top");
+    let bottom = Arc::new(FaultyTier::new("bottom"));
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    plant(&*bottom.inner, "k", "old", None).await;
+    bottom.reads_blocked.send_replace(true);
+    let reader = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get(&s("k")).await }
+    });
+    eventually("reader in the bottom tier", || async { bottom.gets.load(Ordering::SeqCst) == 1 })
+        .await;
+    let clear = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.invalidate_all().await }
+    });
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    bottom.reads_blocked.send_replace(false);
+    reader.await.unwrap().unwrap();
+    assert!(clear.await.unwrap().unwrap().is_complete());
+    assert_eq!(peek_value(&*top, "k").await, None, "a promotion outlived the clear");
+    assert_eq!(cache.get(&s("k")).await.unwrap(), None);
 }
 
 // One thread: the interleavings come from the tiers' varying yields, so a seed replays the
