@@ -116,12 +116,12 @@ impl Breaker {
                 let n = self.failures.load(Ordering::Relaxed).saturating_add(1);
                 self.failures.store(n, Ordering::Relaxed);
                 if n >= self.threshold {
-                    *inner = State::Open { until: Instant::now() + self.cool_down };
+                    *inner = State::Open { until: self.reopen_at() };
                     self.publish(OPEN);
                 }
             }
             State::HalfOpen { .. } => {
-                *inner = State::Open { until: Instant::now() + self.cool_down };
+                *inner = State::Open { until: self.reopen_at() };
                 self.publish(OPEN);
             }
             State::Open { .. } => {}
@@ -134,6 +134,15 @@ impl Breaker {
         if matches!(*inner, State::HalfOpen { probing: true }) {
             *inner = State::HalfOpen { probing: false };
         }
+    }
+
+    /// When an opening breaker will let a probe through (a cool-down too large to add to the
+    /// clock means a year, never a panic).
+    fn reopen_at(&self) -> Instant {
+        let now = Instant::now();
+        now.checked_add(self.cool_down)
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(now)
     }
 
     fn publish(&self, state: u8) {

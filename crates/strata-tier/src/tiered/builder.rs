@@ -233,15 +233,18 @@ where
         if self.ttl.is_some_and(|d| d.is_zero()) {
             return bad("time_to_live must be greater than zero");
         }
-        if self.lock_stripes == 0 || !self.lock_stripes.is_power_of_two() {
-            return bad("lock_stripes must be a power of two");
+        if self.lock_stripes == 0
+            || !self.lock_stripes.is_power_of_two()
+            || self.lock_stripes > 1 << 16
+        {
+            return bad("lock_stripes must be a power of two no larger than 65536");
         }
         if self.dirty_limit == 0 {
             return bad("dirty_key_limit must be at least 1");
         }
         if let WriteMode::Back { capacity, .. } = self.write_mode {
-            if capacity == 0 {
-                return bad("the write-back queue's capacity must be at least 1");
+            if capacity == 0 || u32::try_from(capacity).is_err() {
+                return bad("the write-back queue's capacity must be between 1 and u32::MAX");
             }
             if self.tiers.len() < 2 {
                 return bad("write-back needs a tier below the top one to write back to");

@@ -168,7 +168,11 @@ where
     fn entry(&self, value: &V, ttl: Option<Duration>) -> Result<TierEntry> {
         let mut bytes = Vec::new();
         self.values.encode(value, &mut bytes)?;
-        let expires_at = ttl.map(|ttl| ExpiresAt::after(self.core.clock.wall(), ttl));
+        let now = self.core.clock.wall();
+        // A TTL past what the clock can represent means "never": `ExpiresAt::after` would
+        // otherwise clamp it to the present and expire the entry at once.
+        let expires_at =
+            ttl.filter(|ttl| now.checked_add(*ttl).is_some()).map(|ttl| ExpiresAt::after(now, ttl));
         Ok(TierEntry { value: bytes, expires_at })
     }
 

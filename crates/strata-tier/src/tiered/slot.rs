@@ -122,7 +122,11 @@ impl Slot {
 
     /// The std deadline handed to the tier, matching the tokio timeout that enforces it.
     fn deadline(&self) -> std::time::Instant {
-        std::time::Instant::now() + self.timeout
+        let now = std::time::Instant::now();
+        // A timeout too large to add means "no deadline" in practice: a year is plenty.
+        now.checked_add(self.timeout)
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(now)
     }
 
     fn op_metrics(&self, op: Op) -> &TierOpMetrics {
@@ -206,7 +210,8 @@ impl Slot {
 
     /// `entry` with its expiry brought forward to this tier's longest TTL.
     pub(crate) fn cap(&self, mut entry: TierEntry, now: SystemTime) -> TierEntry {
-        if let Some(max) = self.max_ttl {
+        // A cap past what the clock can represent caps nothing.
+        if let Some(max) = self.max_ttl.filter(|max| now.checked_add(*max).is_some()) {
             let cap = ExpiresAt::after(now, max);
             entry.expires_at = Some(entry.expires_at.map_or(cap, |e| e.min(cap)));
         }

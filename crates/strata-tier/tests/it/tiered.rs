@@ -860,6 +860,7 @@ async fn the_builder_rejects_nonsense() {
         ("zero ttl", b().tier(m()).time_to_live(Duration::ZERO).build()),
         ("zero near cap", b().tier(m()).near_cache_max_ttl(Duration::ZERO).build()),
         ("stripes not a power of two", b().tier(m()).lock_stripes(3).build()),
+        ("too many stripes", b().tier(m()).lock_stripes(1 << 20).build()),
         (
             "write-back with one tier",
             b().tier(m())
@@ -877,6 +878,28 @@ async fn the_builder_rejects_nonsense() {
     for (what, built) in cases {
         assert!(matches!(built, Err(Error::InvalidConfig(_))), "{what} was accepted");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn huge_durations_are_accepted_without_overflow() {
+    let only = Arc::new(FaultyTier::new("only"));
+    let cache: Cache = TieredCache::builder()
+        .tier(only.clone())
+        .timeout(Duration::MAX)
+        .circuit_breaker(1, Duration::MAX)
+        .time_to_live(Duration::MAX)
+        .build()
+        .unwrap();
+    cache.insert(&s("k"), &s("v")).await.unwrap();
+    assert_eq!(
+        peek(&*only.inner, "k").await,
+        Some((s("v"), None)),
+        "a TTL past the clock's range is forever"
+    );
+    assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("v")));
+    only.set(FAIL);
+    assert_eq!(cache.get(&s("k")).await.unwrap(), None);
+    assert_eq!(cache.circuit_state("only"), Some(CircuitState::Open));
 }
 
 #[test]
