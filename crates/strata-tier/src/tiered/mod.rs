@@ -5,7 +5,7 @@
 //!   (written, with its expiry) into every tier above it.
 //! - **Writes** go to every tier before returning ([`WriteMode::Through`]), or to the top
 //!   tier at once and to the others through a bounded, ordered queue ([`WriteMode::Back`]).
-//! - **Time.** A TTL becomes an absolute [`ExpiresAt`](crate::ExpiresAt) once, on the
+//! - **Time.** A TTL becomes an absolute [`ExpiresAt`] once, on the
 //!   builder's wall clock, and travels unchanged; expired entries are never written down or
 //!   served.
 //! - **Per-key ordering.** Writes, promotions and invalidations of a key run under that key's
