@@ -1,0 +1,43 @@
+use super::record::{Put, Remove};
+use super::*;
+
+fn put<'a>(key: &'a [u8], value: &'a [u8], version: u64) -> Put<'a> {
+    Put { key, value, version, expires_at: None }
+}
+
+#[test]
+fn replay_keeps_the_highest_version_whatever_the_order() -> Result<()> {
+    // A snapshot may already reflect writes that the log tail replays after it: the older
+    // tail writes must not win.
+    let codec = Postcard::keys();
+    let keys: &dyn Codec<String> = &codec;
+    let mut k = Vec::new();
+    keys.encode(&"k".to_string(), &mut k)?;
+    let mut state = HashMap::new();
+    replay_put(&mut state, keys, &put(&k, b"new", 20))?;
+    replay_put(&mut state, keys, &put(&k, b"old", 12))?;
+    replay_remove(&mut state, keys, &Remove { key: &k, version: 15 })?;
+    assert_eq!(state.get("k").map(|s| (s.value.as_slice(), s.version)), Some((&b"new"[..], 20)));
+    // Later writes apply in order; a newer removal removes.
+    replay_remove(&mut state, keys, &Remove { key: &k, version: 21 })?;
+    assert!(state.is_empty());
+    replay_put(&mut state, keys, &put(&k, b"again", 22))?;
+    assert_eq!(state.get("k").map(|s| s.version), Some(22));
+    Ok(())
+}
+
+#[test]
+fn options_reject_nonsense() {
+    let dir = std::env::temp_dir().join("strata-durable-never-created");
+    for (opts, what) in [
+        (DurableOptions::<u32, u32>::new().capacity(0), "capacity"),
+        (DurableOptions::new().max_attempts(0), "max_attempts"),
+        (DurableOptions::new().checkpoint_bytes(Some(0)), "checkpoint_bytes"),
+    ] {
+        match DurableCache::open(&dir, opts) {
+            Err(Error::InvalidConfig(msg)) => assert!(msg.contains(what), "{msg}"),
+            other => panic!("{what}: expected InvalidConfig, got {other:?}"),
+        }
+        assert!(!dir.exists(), "a rejected configuration must not create the directory");
+    }
+}
