@@ -5,6 +5,8 @@ mod conformance;
 mod disk;
 #[cfg(feature = "wal")]
 mod durable;
+#[cfg(feature = "wal")]
+mod durable_crash;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
