@@ -149,8 +149,9 @@ pub trait Policy: Send + Sync + fmt::Debug {
 
 /// Which policy to use, chosen by value.
 ///
-/// Per-slot memory (beyond the owner's own map): LRU 20 bytes; FIFO, SIEVE, S3-FIFO and
-/// W-TinyLFU 20 bytes (two links, a 32-bit hash tag, the weight, one metadata byte, padded);
+/// Per-slot memory (beyond the owner's own map): 12 bytes for every policy (two links, and
+/// a 28-bit hash tag sharing a word with 4 bits of metadata), plus 4 bytes for the weight
+/// once any entry weighs other than 1;
 /// S3-FIFO adds a ghost queue of up to one fingerprint per resident entry (about 13 bytes
 /// each); W-TinyLFU adds its frequency sketch, 8 bytes per expected entry.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,8 @@ const RESIDENT: u8 = 1;
 /// Evicts from the front of one queue. With `PROMOTE`, a read or an update moves the entry to
 /// the back (least recently used); without, order is insertion order (first in, first out).
 ///
-/// Per slot: one 20-byte node (links, hash tag, weight, a residency byte).
+/// Per slot: one 12-byte node (links, hash tag and a residency flag), and 4 bytes of weight
+/// once any entry weighs other than 1.
 #[derive(Debug)]
 pub struct Queue<const PROMOTE: bool> {
     nodes: Nodes,
@@ -46,15 +47,11 @@ impl<const PROMOTE: bool> Policy for Queue<PROMOTE> {
     }
 
     fn on_insert(&mut self, slot: Slot, hash: u64, weight: u32) {
-        let node = self.nodes.get_mut(slot);
-        debug_assert!(node.meta == 0, "slot {slot} inserted twice");
-        if node.meta != 0 {
+        if !self.nodes.occupy(slot, hash, weight, RESIDENT) {
             // Caller broke its guarantee; keep our accounting consistent rather than link twice.
+            debug_assert!(false, "slot {slot} inserted twice");
             return;
         }
-        node.tag = hash as u32;
-        node.weight = weight;
-        node.meta = RESIDENT;
         self.weight += u64::from(weight);
         self.order.push_back(&mut self.nodes, slot);
     }
@@ -66,9 +63,9 @@ impl<const PROMOTE: bool> Policy for Queue<PROMOTE> {
     }
 
     fn on_update(&mut self, slot: Slot, weight: u32) {
-        if let Some(node) = self.nodes.resident(slot) {
-            self.weight = self.weight - u64::from(node.weight) + u64::from(weight);
-            self.nodes.get_mut(slot).weight = weight;
+        if self.nodes.resident(slot).is_some() {
+            self.weight = self.weight - u64::from(self.nodes.weight(slot)) + u64::from(weight);
+            self.nodes.set_weight(slot, weight);
             if PROMOTE {
                 self.order.move_to_back(&mut self.nodes, slot);
             }
@@ -76,18 +73,17 @@ impl<const PROMOTE: bool> Policy for Queue<PROMOTE> {
     }
 
     fn on_remove(&mut self, slot: Slot) {
-        if let Some(node) = self.nodes.resident(slot) {
-            self.weight -= u64::from(node.weight);
+        if self.nodes.resident(slot).is_some() {
+            self.weight -= u64::from(self.nodes.weight(slot));
             self.order.unlink(&mut self.nodes, slot);
-            self.nodes.get_mut(slot).meta = 0;
+            self.nodes.set_meta(slot, 0);
         }
     }
 
     fn evict(&mut self) -> Option<Slot> {
         let slot = self.order.pop_front(&mut self.nodes)?;
-        let node = self.nodes.get_mut(slot);
-        node.meta = 0;
-        self.weight -= u64::from(node.weight);
+        self.nodes.set_meta(slot, 0);
+        self.weight -= u64::from(self.nodes.weight(slot));
         Some(slot)
     }
 

@@ -4,18 +4,19 @@
 
 use crate::ghost::Ghost;
 use crate::list::List;
-use crate::nodes::Nodes;
+use crate::nodes::{tag_of, Nodes};
 use crate::{Policy, Slot};
 
-/// Metadata byte: bit 7 = resident, bit 2 = in the main queue, bits 0-1 = frequency (0..=3).
-const RESIDENT: u8 = 0x80;
+/// Node metadata (4 bits): bit 3 = resident, bit 2 = in the main queue, bits 0-1 = frequency
+/// (0..=3).
+const RESIDENT: u8 = 0x08;
 const IN_MAIN: u8 = 0x04;
 const FREQ: u8 = 0x03;
 
 /// S3-FIFO: three FIFO queues, no reordering on reads.
 ///
-/// Per slot: one 20-byte node (the queue bit and a 2-bit frequency live in the metadata
-/// byte), plus the ghost queue, which remembers up to one fingerprint per resident entry at
+/// Per slot: one 12-byte node (the queue bit and a 2-bit frequency live in its metadata) and
+/// 4 bytes of weight once any entry weighs other than 1, plus the ghost queue, which remembers up to one fingerprint per resident entry at
 /// about 13 bytes each.
 #[derive(Debug)]
 pub struct S3Fifo {
@@ -50,15 +51,15 @@ impl S3Fifo {
     }
 
     fn unlink(&mut self, slot: Slot) {
-        let node = *self.nodes.node(slot);
-        if node.meta & IN_MAIN != 0 {
+        let weight = u64::from(self.nodes.weight(slot));
+        if self.nodes.meta(slot) & IN_MAIN != 0 {
             self.main.unlink(&mut self.nodes, slot);
-            self.main_weight -= u64::from(node.weight);
+            self.main_weight -= weight;
         } else {
             self.small.unlink(&mut self.nodes, slot);
-            self.small_weight -= u64::from(node.weight);
+            self.small_weight -= weight;
         }
-        self.nodes.get_mut(slot).meta = 0;
+        self.nodes.set_meta(slot, 0);
     }
 
     fn len_total(&self) -> usize {
@@ -80,17 +81,13 @@ impl Policy for S3Fifo {
             debug_assert!(false, "slot {slot} inserted twice");
             return;
         }
-        let tag = hash as u32;
-        let to_main = self.ghost.contains(tag);
-        let node = self.nodes.get_mut(slot);
-        node.tag = tag;
-        node.weight = weight;
+        let to_main = self.ghost.contains(tag_of(hash));
+        let meta = if to_main { RESIDENT | IN_MAIN } else { RESIDENT };
+        self.nodes.occupy(slot, hash, weight, meta);
         if to_main {
-            node.meta = RESIDENT | IN_MAIN;
             self.main.push_back(&mut self.nodes, slot);
             self.main_weight += u64::from(weight);
         } else {
-            node.meta = RESIDENT;
             self.small.push_back(&mut self.nodes, slot);
             self.small_weight += u64::from(weight);
         }
@@ -98,25 +95,24 @@ impl Policy for S3Fifo {
 
     fn on_access(&mut self, slot: Slot, hash: u64) {
         if let Some(node) = self.nodes.resident_with_hash(slot, hash) {
-            let meta = node.meta;
+            let meta = node.meta();
             if meta & FREQ < FREQ {
-                self.nodes.get_mut(slot).meta = meta + 1;
+                self.nodes.set_meta(slot, meta + 1);
             }
         }
     }
 
     fn on_update(&mut self, slot: Slot, weight: u32) {
         let Some(node) = self.nodes.resident(slot) else { return };
-        let (old, meta) = (u64::from(node.weight), node.meta);
+        let (old, meta) = (u64::from(self.nodes.weight(slot)), node.meta());
         if meta & IN_MAIN != 0 {
             self.main_weight = self.main_weight - old + u64::from(weight);
         } else {
             self.small_weight = self.small_weight - old + u64::from(weight);
         }
-        let node = self.nodes.get_mut(slot);
-        node.weight = weight;
+        self.nodes.set_weight(slot, weight);
         if meta & FREQ < FREQ {
-            node.meta = meta + 1;
+            self.nodes.set_meta(slot, meta + 1);
         }
     }
 
@@ -135,24 +131,25 @@ impl Policy for S3Fifo {
             if self.small_weight > self.small_target() || self.main.len() == 0 {
                 let slot = self.small.front()?;
                 let node = *self.nodes.node(slot);
-                if node.meta & FREQ >= 1 {
+                if node.meta() & FREQ >= 1 {
                     // Read while in probation: promote to main with a fresh frequency.
+                    let weight = u64::from(self.nodes.weight(slot));
                     self.small.unlink(&mut self.nodes, slot);
-                    self.small_weight -= u64::from(node.weight);
-                    self.nodes.get_mut(slot).meta = RESIDENT | IN_MAIN;
+                    self.small_weight -= weight;
+                    self.nodes.set_meta(slot, RESIDENT | IN_MAIN);
                     self.main.push_back(&mut self.nodes, slot);
-                    self.main_weight += u64::from(node.weight);
+                    self.main_weight += weight;
                 } else {
                     let limit = self.len_total();
                     self.unlink(slot);
-                    self.ghost.push(node.tag, limit);
+                    self.ghost.push(node.tag(), limit);
                     return Some(slot);
                 }
             } else {
                 let slot = self.main.front()?;
-                let meta = self.nodes.node(slot).meta;
+                let meta = self.nodes.meta(slot);
                 if meta & FREQ > 0 {
-                    self.nodes.get_mut(slot).meta = meta - 1;
+                    self.nodes.set_meta(slot, meta - 1);
                     self.main.move_to_back(&mut self.nodes, slot);
                 } else {
                     self.unlink(slot);
@@ -206,6 +203,6 @@ mod tests {
         assert_eq!(p.evict(), Some(1));
         // Key 1 comes back in a new slot and goes straight to main.
         p.on_insert(11, 1, 1);
-        assert_ne!(p.nodes.node(11).meta & IN_MAIN, 0);
+        assert_ne!(p.nodes.meta(11) & IN_MAIN, 0);
     }
 }

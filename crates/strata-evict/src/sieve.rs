@@ -13,7 +13,8 @@ const VISITED: u8 = 2;
 /// SIEVE: lazy promotion (a read sets a bit, nothing moves) and quick demotion (new entries
 /// that are never read leave at the hand's next pass).
 ///
-/// Per slot: one 20-byte node; the visited bit lives in the metadata byte.
+/// Per slot: one 12-byte node (the visited bit lives in its metadata), and 4 bytes of weight
+/// once any entry weighs other than 1.
 #[derive(Debug)]
 pub struct Sieve {
     nodes: Nodes,
@@ -48,9 +49,8 @@ impl Sieve {
             self.hand = self.after(slot);
         }
         self.order.unlink(&mut self.nodes, slot);
-        let node = self.nodes.get_mut(slot);
-        node.meta = 0;
-        self.weight -= u64::from(node.weight);
+        self.nodes.set_meta(slot, 0);
+        self.weight -= u64::from(self.nodes.weight(slot));
     }
 }
 
@@ -64,30 +64,25 @@ impl Policy for Sieve {
     }
 
     fn on_insert(&mut self, slot: Slot, hash: u64, weight: u32) {
-        let node = self.nodes.get_mut(slot);
-        debug_assert!(node.meta == 0, "slot {slot} inserted twice");
-        if node.meta != 0 {
+        if !self.nodes.occupy(slot, hash, weight, COLD) {
+            debug_assert!(false, "slot {slot} inserted twice");
             return;
         }
-        node.tag = hash as u32;
-        node.weight = weight;
-        node.meta = COLD;
         self.weight += u64::from(weight);
         self.order.push_back(&mut self.nodes, slot);
     }
 
     fn on_access(&mut self, slot: Slot, hash: u64) {
         if self.nodes.resident_with_hash(slot, hash).is_some() {
-            self.nodes.get_mut(slot).meta = VISITED;
+            self.nodes.set_meta(slot, VISITED);
         }
     }
 
     fn on_update(&mut self, slot: Slot, weight: u32) {
-        if let Some(node) = self.nodes.resident(slot) {
-            self.weight = self.weight - u64::from(node.weight) + u64::from(weight);
-            let node = self.nodes.get_mut(slot);
-            node.weight = weight;
-            node.meta = VISITED;
+        if self.nodes.resident(slot).is_some() {
+            self.weight = self.weight - u64::from(self.nodes.weight(slot)) + u64::from(weight);
+            self.nodes.set_weight(slot, weight);
+            self.nodes.set_meta(slot, VISITED);
         }
     }
 
@@ -111,8 +106,8 @@ impl Policy for Sieve {
                 self.hand = NIL;
                 continue;
             }
-            if self.nodes.node(slot).meta == VISITED {
-                self.nodes.get_mut(slot).meta = COLD;
+            if self.nodes.meta(slot) == VISITED {
+                self.nodes.set_meta(slot, COLD);
                 self.hand = self.after(slot);
             } else {
                 self.unlink(slot);

@@ -121,7 +121,8 @@ enum Adapter {
 
 /// W-TinyLFU with an optionally adaptive window.
 ///
-/// Per slot: one 20-byte node (links, hash tag, weight, region byte); per expected entry,
+/// Per slot: one 12-byte node (links, hash tag, region), and 4 bytes of weight once any entry
+/// weighs other than 1; per expected entry,
 /// 8 bytes of frequency sketch (see the sketch's module documentation).
 #[derive(Debug)]
 pub struct TinyLfu {
@@ -219,27 +220,25 @@ impl TinyLfu {
 
     /// Moves a resident slot to the back of `region`.
     fn relocate(&mut self, slot: Slot, region: u8) {
-        let node = *self.nodes.node(slot);
-        let weight = u64::from(node.weight);
+        let weight = u64::from(self.nodes.weight(slot));
         let mut nodes = std::mem::take(&mut self.nodes);
-        let (from, from_weight) = self.list_mut(node.meta);
+        let (from, from_weight) = self.list_mut(nodes.meta(slot));
         from.unlink(&mut nodes, slot);
         *from_weight -= weight;
         let (to, to_weight) = self.list_mut(region);
         to.push_back(&mut nodes, slot);
         *to_weight += weight;
-        nodes.get_mut(slot).meta = region;
+        nodes.set_meta(slot, region);
         self.nodes = nodes;
     }
 
     /// Unlinks a resident slot and forgets it.
     fn forget(&mut self, slot: Slot) {
-        let node = *self.nodes.node(slot);
         let mut nodes = std::mem::take(&mut self.nodes);
-        let (list, weight) = self.list_mut(node.meta);
+        let (list, weight) = self.list_mut(nodes.meta(slot));
         list.unlink(&mut nodes, slot);
-        *weight -= u64::from(node.weight);
-        nodes.get_mut(slot).meta = 0;
+        *weight -= u64::from(nodes.weight(slot));
+        nodes.set_meta(slot, 0);
         self.nodes = nodes;
     }
 
@@ -248,7 +247,7 @@ impl TinyLfu {
     fn spill_window(&mut self) {
         while self.window_weight > self.window_max {
             let Some(slot) = self.window.front() else { break };
-            let w = u64::from(self.nodes.node(slot).weight);
+            let w = u64::from(self.nodes.weight(slot));
             if self.main_weight() + w > self.main_max() {
                 break;
             }
@@ -350,10 +349,10 @@ impl TinyLfu {
             let candidate = self
                 .probation
                 .front()
-                .filter(|&s| u64::from(self.nodes.node(s).weight) <= quota)
+                .filter(|&s| u64::from(self.nodes.weight(s)) <= quota)
                 .or_else(|| self.protected.front());
             let Some(slot) = candidate else { break };
-            let w = u64::from(self.nodes.node(slot).weight);
+            let w = u64::from(self.nodes.weight(slot));
             if w > quota {
                 break;
             }
@@ -377,7 +376,7 @@ impl TinyLfu {
         self.window_max -= quota;
         for _ in 0..TRANSFER_LIMIT {
             let Some(slot) = self.window.front() else { break };
-            let w = u64::from(self.nodes.node(slot).weight);
+            let w = u64::from(self.nodes.weight(slot));
             if w > quota {
                 break;
             }
@@ -404,11 +403,8 @@ impl Policy for TinyLfu {
             debug_assert!(false, "slot {slot} inserted twice");
             return;
         }
-        let tag = hash as u32;
-        let node = self.nodes.get_mut(slot);
-        node.tag = tag;
-        node.weight = weight;
-        node.meta = WINDOW;
+        self.nodes.occupy(slot, hash, weight, WINDOW);
+        let tag = self.nodes.node(slot).tag();
         self.window.push_back(&mut self.nodes, slot);
         self.window_weight += u64::from(weight);
         self.sketch.ensure_capacity(self.len());
@@ -419,7 +415,7 @@ impl Policy for TinyLfu {
 
     fn on_access(&mut self, slot: Slot, hash: u64) {
         let Some(node) = self.nodes.resident_with_hash(slot, hash) else { return };
-        let (tag, region) = (node.tag, node.meta);
+        let (tag, region) = (node.tag(), node.meta());
         self.sketch.increment(tag);
         self.promote(slot, region);
         self.record(true, tag);
@@ -427,10 +423,10 @@ impl Policy for TinyLfu {
 
     fn on_update(&mut self, slot: Slot, weight: u32) {
         let Some(node) = self.nodes.resident(slot) else { return };
-        let (tag, region, old) = (node.tag, node.meta, u64::from(node.weight));
+        let (tag, region, old) = (node.tag(), node.meta(), u64::from(self.nodes.weight(slot)));
         let (_, total) = self.list_mut(region);
         *total = *total - old + u64::from(weight);
-        self.nodes.get_mut(slot).weight = weight;
+        self.nodes.set_weight(slot, weight);
         self.sketch.increment(tag);
         self.promote(slot, region);
     }
@@ -456,7 +452,7 @@ impl Policy for TinyLfu {
                     self.forget(candidate);
                     return Some(candidate);
                 };
-                let (ct, vt) = (self.nodes.node(candidate).tag, self.nodes.node(victim).tag);
+                let (ct, vt) = (self.nodes.node(candidate).tag(), self.nodes.node(victim).tag());
                 return Some(if self.admit(ct, vt) {
                     self.forget(victim);
                     self.relocate(candidate, PROBATION);
