@@ -31,6 +31,15 @@
 //! reached within the connect timeout is an [`Error::Unavailable`] naming the cause (refused,
 //! bad password, TLS failure), so a misconfiguration shows at start-up, not at the first call.
 //!
+//! # AUTH and TLS
+//!
+//! Credentials come from the URL (`redis://user:password@host:port/`) or from
+//! [`RedisTierBuilder::username`] and [`RedisTierBuilder::password`], which override it; they
+//! are never printed (`Debug` and error messages leave URLs out). A `rediss://` URL connects
+//! over TLS (rustls): by default the server's certificate is checked against the public web
+//! roots, or against a private CA given with [`RedisTierBuilder::tls_root_certificate`];
+//! [`RedisTierBuilder::tls_client_certificate`] adds a client certificate for mutual TLS.
+//!
 //! # `clear`
 //!
 //! `clear` removes only keys under the prefix: it walks them with `SCAN MATCH <prefix>:*` in
@@ -86,6 +95,8 @@ pub struct RedisTierBuilder {
     invalidation_capacity: usize,
     scan_batch: usize,
     max_value_len: usize,
+    tls_root_cert: Option<Vec<u8>>,
+    tls_client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for RedisTierBuilder {
@@ -118,11 +129,15 @@ impl RedisTierBuilder {
             invalidation_capacity: 4096,
             scan_batch: 512,
             max_value_len: 64 << 20,
+            tls_root_cert: None,
+            tls_client: None,
         }
     }
 
     /// The namespace: keys are stored as `<prefix>:<key>`. Required and non-empty; tiers with
-    /// different prefixes on one server never see each other's keys or notices.
+    /// different prefixes on one server never see each other's keys or notices. Prefixes must
+    /// not nest: `clear` on prefix `app` would also remove the keys of a prefix `app:v2`,
+    /// since those are `app:v2:<key>`, which lies under `app:`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -199,6 +214,46 @@ impl RedisTierBuilder {
         self
     }
 
+    /// The CA certificate (PEM) that `rediss://` servers are checked against, instead of the
+    /// public web roots: for a server whose certificate a private CA signed.
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(pem.into());
+        self
+    }
+
+    /// A client certificate and its private key (both PEM), for servers that require mutual
+    /// TLS (`tls-auth-clients yes`).
+    pub fn tls_client_certificate(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_client = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.tls_root_cert.is_none() && self.tls_client.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self.tls_client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            root_cert: self.tls_root_cert.clone(),
+        })
+    }
+
+    /// A client for node `info`, with this builder's TLS certificates if any.
+    fn client(&self, info: redis::ConnectionInfo) -> Result<redis::Client> {
+        let client = match self.tls_certificates() {
+            Some(certs) => redis::Client::build_with_tls(info, certs),
+            None => redis::Client::open(info),
+        };
+        client.map_err(|e| Error::InvalidConfig(format!("redis client: {e}")))
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidConfig(msg));
         if self.nodes.is_empty() {
@@ -246,6 +301,12 @@ impl RedisTierBuilder {
                 "a redis cluster is reached over TCP, not a unix socket".into(),
             ));
         }
+        let tls = matches!(info.addr, redis::ConnectionAddr::TcpTls { .. });
+        if !tls && (self.tls_root_cert.is_some() || self.tls_client.is_some()) {
+            return Err(Error::InvalidConfig(format!(
+                "redis node URL #{i}: TLS certificates were given but the URL is not rediss://"
+            )));
+        }
         if let Some(user) = &self.username {
             info.redis.username = Some(user.clone());
         }
@@ -269,11 +330,15 @@ impl RedisTierBuilder {
         self.validate()?;
         let infos = (0..self.nodes.len()).map(|i| self.node_info(i)).collect::<Result<Vec<_>>>()?;
         let unavailable = |reason: String| Error::Unavailable { tier: self.name.clone(), reason };
-        let clients = infos
-            .iter()
-            .map(|info| redis::Client::open(info.clone()))
-            .collect::<RedisResult<Vec<_>>>()
-            .map_err(|e| Error::InvalidConfig(format!("redis client: {e}")))?;
+        if infos.iter().any(|info| matches!(info.addr, redis::ConnectionAddr::TcpTls { .. })) {
+            // rustls panics on the first handshake when it cannot pick a crypto provider (none
+            // or several enabled by crate features). Installing ring as the process default
+            // settles it; an error only means the application already installed one, which
+            // rustls will then use.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let clients =
+            infos.iter().map(|info| self.client(info.clone())).collect::<Result<Vec<_>>>()?;
 
         let conns = if self.cluster {
             self.connect_cluster(infos).await.map_err(unavailable)?
@@ -366,7 +431,11 @@ impl RedisTierBuilder {
         &self,
         infos: Vec<redis::ConnectionInfo>,
     ) -> std::result::Result<Vec<Conn>, String> {
-        let client = ClusterClientBuilder::new(infos)
+        let mut builder = ClusterClientBuilder::new(infos);
+        if let Some(certs) = self.tls_certificates() {
+            builder = builder.certs(certs);
+        }
+        let client = builder
             .connection_timeout(self.connect_timeout)
             .response_timeout(self.timeout)
             .retries(3)

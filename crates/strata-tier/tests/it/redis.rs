@@ -384,3 +384,59 @@ async fn auth_by_url_or_by_builder_and_wrong_credentials_are_refused() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_and_client_certificates() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/redis_tls");
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("TLS test material");
+    let tls_port = crate::redis_server::free_port(false).to_string();
+    let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));
+    let args = [
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "yes",
+    ];
+    let Some(_server) = RedisServer::start_with("tls", &args) else { return };
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let full = || {
+        RedisTier::builder(url.as_str())
+            .prefix("tls")
+            .tls_root_certificate(read("ca.crt"))
+            .tls_client_certificate(read("client.crt"), read("client.key"))
+    };
+    let a = quick(full()).build().await.expect("TLS with the private CA and a client cert");
+    let b = quick(full()).build().await.expect("a second TLS instance");
+    let mut b_rx = b.invalidations().expect("invalidations");
+    a.put(b"k", forever(b"over tls"), deadline()).await.expect("put over TLS");
+    assert_eq!(b.get(b"k", deadline()).await.expect("get"), Some(forever(b"over tls")));
+    let got = next_within(&mut b_rx, Duration::from_secs(5)).await;
+    assert_eq!(got, Some(Invalidation::Key(b"k".to_vec())), "notices travel over TLS too");
+
+    let refused: [(&str, RedisTierBuilder); 2] = [
+        (
+            "no client certificate",
+            RedisTier::builder(url.as_str()).tls_root_certificate(read("ca.crt")),
+        ),
+        (
+            "the public roots do not know the private CA",
+            RedisTier::builder(url.as_str())
+                .tls_client_certificate(read("client.crt"), read("client.key")),
+        ),
+    ];
+    for (what, builder) in refused {
+        let err = quick(builder.prefix("tls")).build().await.expect_err(what);
+        assert!(matches!(err, Error::Unavailable { .. }), "{what}: {err}");
+    }
+    let plain = format!("redis://127.0.0.1:{tls_port}/");
+    let err = RedisTier::builder(plain).prefix("tls").tls_root_certificate(read("ca.crt"));
+    let err = err.build().await.expect_err("certificates with a redis:// URL");
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+}

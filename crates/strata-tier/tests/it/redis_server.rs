@@ -44,7 +44,7 @@ pub(crate) fn redis_available(test: &str) -> bool {
 
 /// A port on 127.0.0.1 that was free a moment ago (the OS picked it), and, when `bus` is set,
 /// whose cluster-bus port (`port + 10000`) was free too.
-fn free_port(bus: bool) -> u16 {
+pub(crate) fn free_port(bus: bool) -> u16 {
     for _ in 0..100 {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
