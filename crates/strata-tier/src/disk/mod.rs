@@ -74,7 +74,7 @@ use std::time::Instant;
 use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
 use strata_core::{Clock, SystemClock};
-use strata_metrics::Counter;
+use strata_metrics::{Counter, GaugeFn, Registry};
 
 use self::format::{
     decode_entry, encode_entry, entry_len, Kind, RegionHeader, Scan, ENTRY_HEADER_LEN,
@@ -185,18 +185,101 @@ struct Config {
     sync: bool,
 }
 
-/// Counters, read through [`DiskTier::stats`].
+/// Counters, read through [`DiskTier::stats`]; the disk-specific ones are shared with a
+/// metrics registry when the builder is given one.
 #[derive(Debug, Default)]
 struct Counters {
-    hits: Counter,
-    misses: Counter,
-    puts: Counter,
-    removes: Counter,
-    corrupt_entries: Counter,
-    corrupt_regions: Counter,
-    reclaimed_regions: Counter,
-    recovered_entries: Counter,
-    expired_dropped: Counter,
+    hits: Arc<Counter>,
+    misses: Arc<Counter>,
+    puts: Arc<Counter>,
+    removes: Arc<Counter>,
+    corrupt_entries: Arc<Counter>,
+    corrupt_regions: Arc<Counter>,
+    reclaimed_regions: Arc<Counter>,
+    recovered_entries: Arc<Counter>,
+    expired_dropped: Arc<Counter>,
+}
+
+impl Counters {
+    /// Counters whose disk-specific families live in `registry`, labelled `tier="<name>"`.
+    /// Hits, misses and writes are not registered: the tiered cache records those for every
+    /// tier alike (`strata_tier_*`).
+    fn registered(registry: &Registry, name: &str) -> strata_metrics::Result<Self> {
+        let l = [(TIER_LABEL[0], name)];
+        Ok(Counters {
+            corrupt_entries: registry.counter(&metrics::CORRUPT_ENTRIES, &l)?,
+            corrupt_regions: registry.counter(&metrics::CORRUPT_REGIONS, &l)?,
+            reclaimed_regions: registry.counter(&metrics::RECLAIMED_REGIONS, &l)?,
+            recovered_entries: registry.counter(&metrics::RECOVERED_ENTRIES, &l)?,
+            expired_dropped: registry.counter(&metrics::EXPIRED_DROPPED, &l)?,
+            ..Counters::default()
+        })
+    }
+}
+
+const TIER_LABEL: &[&str] = &["tier"];
+
+/// The metric families a disk tier records into a [`Registry`] given to
+/// [`DiskTierBuilder::metrics`], each labelled `tier="<name>"`.
+pub mod metrics {
+    use strata_metrics::{MetricDesc, MetricKind, Unit};
+
+    use super::TIER_LABEL;
+
+    const fn counter(name: &'static str, help: &'static str) -> MetricDesc {
+        MetricDesc {
+            name,
+            help,
+            kind: MetricKind::Counter,
+            unit: Unit::None,
+            labels: TIER_LABEL,
+            bounds: &[],
+        }
+    }
+
+    const fn gauge(name: &'static str, help: &'static str) -> MetricDesc {
+        MetricDesc {
+            name,
+            help,
+            kind: MetricKind::Gauge,
+            unit: Unit::None,
+            labels: TIER_LABEL,
+            bounds: &[],
+        }
+    }
+
+    /// Entries that failed to parse or their checksum; none was served.
+    pub const CORRUPT_ENTRIES: MetricDesc = counter(
+        "strata_disk_corrupt_entries_total",
+        "Disk tier entries dropped because they failed to parse or their checksum.",
+    );
+    /// Region files dropped whole at recovery.
+    pub const CORRUPT_REGIONS: MetricDesc = counter(
+        "strata_disk_corrupt_regions_total",
+        "Disk tier region files dropped at recovery (damaged or foreign header).",
+    );
+    /// Regions reclaimed to make room.
+    pub const RECLAIMED_REGIONS: MetricDesc = counter(
+        "strata_disk_reclaimed_regions_total",
+        "Disk tier regions reclaimed to make room, their entries evicted.",
+    );
+    /// Entries indexed by recovery.
+    pub const RECOVERED_ENTRIES: MetricDesc = counter(
+        "strata_disk_recovered_entries_total",
+        "Disk tier entries indexed by recovery when the tier opened.",
+    );
+    /// Entries dropped because they had expired.
+    pub const EXPIRED_DROPPED: MetricDesc = counter(
+        "strata_disk_expired_dropped_total",
+        "Disk tier entries dropped on a read or at recovery because they had expired.",
+    );
+    /// Keys in the index.
+    pub const ENTRIES: MetricDesc = gauge("strata_disk_entries", "Keys in the disk tier's index.");
+    /// Region files in use.
+    pub const REGIONS_IN_USE: MetricDesc = gauge(
+        "strata_disk_regions_in_use",
+        "Disk tier region files in use, the active one included.",
+    );
 }
 
 /// A snapshot of a disk tier's counters and size.
@@ -287,6 +370,7 @@ pub struct DiskTierBuilder {
     max_entry_size: Option<usize>,
     sync: bool,
     clock: Arc<dyn Clock>,
+    registry: Option<Arc<Registry>>,
 }
 
 impl DiskTier {
@@ -300,17 +384,15 @@ impl DiskTier {
             max_entry_size: None,
             sync: false,
             clock: Arc::new(SystemClock),
+            registry: None,
         }
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> DiskStats {
         let c = &self.inner.counters;
-        let (entries, regions_in_use) = {
-            let s = self.inner.shared.read();
-            let used = s.views.iter().filter(|v| !matches!(v, View::Free)).count();
-            (s.index.len() as u64, used as u64)
-        };
+        let entries = self.inner.shared.read().index.len() as u64;
+        let regions_in_use = self.inner.regions_in_use() as u64;
         DiskStats {
             entries,
             regions_in_use,
@@ -486,6 +568,13 @@ impl DiskTierBuilder {
         self
     }
 
+    /// Records the disk tier's own counters and gauges (the families in [`metrics`]) in
+    /// `registry`, labelled `tier="<name>"`.
+    pub fn metrics(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
     /// The clock expiries are checked against (its wall time); the system clock by default.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -505,8 +594,27 @@ impl DiskTierBuilder {
     /// it), or a region file cannot be opened, read or mapped.
     pub fn build(self) -> Result<DiskTier> {
         let cfg = self.config()?;
-        let inner = Inner::open(cfg, self.clock)?;
-        Ok(DiskTier { inner: Arc::new(inner) })
+        let metrics_error =
+            |e: strata_metrics::Error| Error::InvalidConfig(format!("metrics: {e}"));
+        let counters = match &self.registry {
+            Some(r) => Counters::registered(r, &cfg.name).map_err(metrics_error)?,
+            None => Counters::default(),
+        };
+        let inner = Arc::new(Inner::open(cfg, self.clock, counters)?);
+        if let Some(r) = &self.registry {
+            // The gauges are read from the tier at snapshot time; a `Weak` so that the
+            // registry does not keep a dropped tier (and its directory lock) alive.
+            let l = [(TIER_LABEL[0], inner.cfg.name.as_str())];
+            let weak = Arc::downgrade(&inner);
+            let entries: GaugeFn =
+                Arc::new(move || weak.upgrade().map_or(0, |i| i.shared.read().index.len() as i64));
+            r.gauge_fn(&metrics::ENTRIES, &l, entries).map_err(metrics_error)?;
+            let weak = Arc::downgrade(&inner);
+            let regions: GaugeFn =
+                Arc::new(move || weak.upgrade().map_or(0, |i| i.regions_in_use() as i64));
+            r.gauge_fn(&metrics::REGIONS_IN_USE, &l, regions).map_err(metrics_error)?;
+        }
+        Ok(DiskTier { inner })
     }
 
     fn config(&self) -> Result<Config> {
@@ -585,6 +693,10 @@ impl Inner {
         region_path(&self.cfg.dir, slot)
     }
 
+    fn regions_in_use(&self) -> usize {
+        self.shared.read().views.iter().filter(|v| !matches!(v, View::Free)).count()
+    }
+
     fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
@@ -607,7 +719,7 @@ impl Inner {
         Ok(())
     }
 
-    fn open(cfg: Config, clock: Arc<dyn Clock>) -> Result<Inner> {
+    fn open(cfg: Config, clock: Arc<dyn Clock>, counters: Counters) -> Result<Inner> {
         fs::create_dir_all(&cfg.dir).map_err(|e| Error::io("create directory", &cfg.dir, e))?;
         let lock = lock_dir(&cfg.dir)?;
         let regions = cfg.regions as usize;
@@ -628,7 +740,7 @@ impl Inner {
                 floor: 0,
                 buf: Vec::new(),
             }),
-            counters: Counters::default(),
+            counters,
             closed: AtomicBool::new(false),
             _lock: lock,
             cfg,

@@ -61,3 +61,18 @@ fn the_index_hasher_passes_u64_keys_through() {
     h.write(&[1, 2]);
     assert_ne!(h.finish(), 0, "other writes still mix");
 }
+
+#[test]
+fn metric_families_are_valid() {
+    for desc in [
+        metrics::CORRUPT_ENTRIES,
+        metrics::CORRUPT_REGIONS,
+        metrics::RECLAIMED_REGIONS,
+        metrics::RECOVERED_ENTRIES,
+        metrics::EXPIRED_DROPPED,
+        metrics::ENTRIES,
+        metrics::REGIONS_IN_USE,
+    ] {
+        desc.validate().unwrap_or_else(|e| panic!("{}: {e}", desc.name));
+    }
+}

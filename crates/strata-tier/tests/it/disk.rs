@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use strata_core::{Clock, ManualClock};
+use strata_metrics::Registry;
 use strata_tier::disk::{DiskTier, ENTRY_OVERHEAD, REGION_OVERHEAD};
 use strata_tier::{Error, ExpiresAt, Tier, TierEntry};
 
@@ -459,10 +460,26 @@ async fn damage_found_by_a_read_is_dropped_and_stays_dropped() {
     tier.close().await.unwrap();
     drop(tier);
 
-    let tier = open(root.path(), 16 << 10, 4 << 10);
+    let registry = Arc::new(Registry::new());
+    let tier = DiskTier::builder(root.path())
+        .capacity(16 << 10)
+        .region_size(4 << 10)
+        .metrics(Arc::clone(&registry))
+        .name("local-disk")
+        .build()
+        .expect("reopen");
     assert_eq!(tier.stats().corrupt_entries, 1, "recovery skips the damaged entry");
     assert_eq!(tier.get(b"b", deadline()).await.unwrap(), None);
     assert_eq!(tier.get(b"c", deadline()).await.unwrap(), Some(forever(b"third value")));
+    // The same counts reach a metrics registry.
+    let snap = registry.snapshot();
+    let l = [("tier", "local-disk")];
+    assert_eq!(snap.counter_sum("strata_disk_corrupt_entries_total", &l), 1);
+    assert_eq!(snap.counter_sum("strata_disk_recovered_entries_total", &l), 2);
+    assert_eq!(snap.gauge("strata_disk_entries", &l), Some(2));
+    assert_eq!(snap.gauge("strata_disk_regions_in_use", &l), Some(1));
+    drop(tier);
+    assert_eq!(registry.snapshot().gauge("strata_disk_entries", &l), Some(0), "tier dropped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
