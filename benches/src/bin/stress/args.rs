@@ -81,6 +81,9 @@ pub(crate) struct Args {
     /// Internal: run as the durable-cache child process in this directory.
     pub(crate) child: Option<PathBuf>,
     pub(crate) seed: u64,
+    /// Internal, for the job's own test: after each kill, remove one acknowledged key
+    /// behind the ledger's back, so that the check must report a loss.
+    pub(crate) inject_loss: bool,
 }
 
 impl Args {
@@ -107,6 +110,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, Stri
         report: None,
         child: None,
         seed: 0x5EED,
+        inject_loss: false,
     };
     let mut faults: Option<String> = None;
     let mut it = args.into_iter();
@@ -121,6 +125,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, Stri
             "--report" => a.report = Some(value()?.into()),
             "--child" => a.child = Some(value()?.into()),
             "--seed" => a.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--inject-loss" => a.inject_loss = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown flag {other}")),
         }

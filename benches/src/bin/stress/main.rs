@@ -12,6 +12,7 @@
 //!   and promotion, with redis-server killed and restarted under `--faults redis-down`.
 
 mod args;
+mod durable;
 mod memory;
 mod progress;
 mod redis_server;
@@ -33,6 +34,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(dir) = &args.child {
+        std::process::exit(durable::child(dir, &args));
+    }
     let run = Run::new(args.secs);
     let cache = match memory::build() {
         Ok(c) => c,
@@ -60,6 +64,9 @@ fn main() {
         s.spawn(|| memory::run(&run, &cache, args.threads));
         if args.tiers.disk || args.tiers.redis {
             s.spawn(|| tiered::run(&run, &args, &tmp.path().join("tiered")));
+        }
+        if args.wal != args::WalMode::Off {
+            s.spawn(|| durable::run(&run, &args, &tmp.path().join("durable")));
         }
         let timeline = progress::watch(&run, args.secs);
         run.stop.store(true, Ordering::Relaxed);
@@ -102,7 +109,11 @@ fn summarize(
         println!("| hit ratio (tiered workload, any tier) | {ratio:.3} |");
     }
     println!("| evictions / expirations (memory) | {} / {} |", stats.evictions, stats.expirations);
-    println!("| transactions committed | {} |", Run::get(&t.transactions));
+    println!(
+        "| durable writes acknowledged (transactions) | {} ({}) |",
+        Run::get(&t.durable_acks),
+        Run::get(&t.transactions)
+    );
     println!("| errors under faults | {} |", Run::get(&t.errors));
     println!(
         "| faults injected (kill / torn / redis-down) | {faults} ({} / {} / {}) |",
@@ -126,6 +137,7 @@ fn summarize(
             "latency_ns": {"p50": q(0.5), "p99": q(0.99), "p999": q(0.999)},
             "hit_ratio": hit_ratio,
             "transactions": Run::get(&t.transactions),
+            "durable_acks": Run::get(&t.durable_acks),
             "errors": Run::get(&t.errors),
             "faults_injected": {"kill": Run::get(&t.kills), "torn": Run::get(&t.torn_tails), "redis_down": Run::get(&t.redis_outages)},
             "records_verified": Run::get(&t.records_verified), "records_lost": lost,

@@ -19,6 +19,8 @@ pub(crate) struct Tally {
     pub(crate) checks: AtomicU64,
     pub(crate) violations: AtomicU64,
     pub(crate) transactions: AtomicU64,
+    /// Writes, removes and commits the durable child acknowledged.
+    pub(crate) durable_acks: AtomicU64,
     pub(crate) kills: AtomicU64,
     pub(crate) torn_tails: AtomicU64,
     pub(crate) redis_outages: AtomicU64,

@@ -1,0 +1,51 @@
+//! The stress job's own checks: a short run passes, and a run where the cache is made to
+//! lose an acknowledged write fails with the loss reported — so a passing verdict means
+//! something.
+
+use std::process::Command;
+
+fn stress(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_stress"))
+        .args(args)
+        .output()
+        .expect("the stress binary runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success(), text)
+}
+
+fn figure(summary: &str, name: &str) -> u64 {
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with(&format!("| {name} |")))
+        .unwrap_or_else(|| panic!("no `{name}` row in:\n{summary}"));
+    line.split('|').nth(2).and_then(|v| v.trim().parse().ok()).expect("a number")
+}
+
+#[test]
+fn a_short_run_with_kills_and_torn_tails_loses_nothing() {
+    let (ok, out) =
+        stress(&["--secs", "4", "--threads", "2", "--wal", "always", "--faults", "kill,torn"]);
+    assert!(ok, "stress failed:\n{out}");
+    assert_eq!(figure(&out, "records lost"), 0);
+    assert!(figure(&out, "records verified after faults") > 0, "{out}");
+}
+
+#[test]
+fn a_lost_acknowledged_write_is_reported_and_fails_the_run() {
+    let (ok, out) = stress(&[
+        "--secs",
+        "3",
+        "--threads",
+        "1",
+        "--tiers",
+        "memory",
+        "--wal",
+        "always",
+        "--faults",
+        "kill",
+        "--inject-loss",
+    ]);
+    assert!(!ok, "a run that lost writes must fail:\n{out}");
+    assert!(figure(&out, "records lost") > 0, "{out}");
+    assert!(out.contains("verdict: FAIL"), "{out}");
+}
