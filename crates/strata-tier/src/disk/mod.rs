@@ -816,7 +816,13 @@ impl Inner {
         }
         s.index = newest.into_iter().filter_map(|(h, (_, loc))| Some((h, loc?))).collect();
         self.counters.recovered_entries.add(s.index.len() as u64);
-        w.next_seq = max_seq.saturating_add(1).max(floor).max(1);
+        // New sequence numbers start past every number the last run can have used, not
+        // just past the largest one read back: without fsync, an operating-system crash can
+        // lose an entry's page yet keep a later page of the same region, so entries the scan
+        // stopped before may reappear once appends resume over the hole. They all sit in the
+        // newest region, after the entries scanned, so there are at most a region's worth.
+        let unseen = (self.cfg.region_size / ENTRY_HEADER_LEN) as u64;
+        w.next_seq = max_seq.saturating_add(unseen + 1).max(floor).max(1);
         w.next_generation = found.last().map_or(1, |f| f.header.generation.saturating_add(1));
         w.floor = floor;
 
