@@ -19,8 +19,10 @@ usage: cargo xtask <job> [args]
 jobs:
   lint        cargo fmt --check, clippy -D warnings on every target, cargo doc with warnings denied,
               and the facade's feature isolation (a memory-only build compiles no tier code)
-  test        every test of the workspace (unit, integration, doc), the loom models, a short stress
-  stress      the main job: Strata under mixed concurrent load, checked as it runs [--secs N] [--threads T]
+  test        every test of the workspace (unit, integration, doc), the loom models, a one-minute
+              stress with every fault kind (kill, torn, redis-down)
+  stress      the main job: Strata under mixed load and faults, checked as it runs [--secs N] [--threads T]
+              [--tiers memory,disk,redis] [--wal always|interval|never|off] [--faults kill,torn,redis-down] [--report DIR]
   bench       side-by-side throughput and memory: strata vs moka vs quick_cache [--quick]
   loom        the loom models alone (RUSTFLAGS=--cfg strata_loom)
   audit       advisories (offline RustSec DB), license allow-list, unsafe count and forbid rule
@@ -143,7 +145,33 @@ fn test(extra: &[String]) -> Result<()> {
     metrics.args(["run", "--quiet", "-p", "strata", "--example", "serve_prometheus", "--"]);
     metrics.args(["--self-check", "--seconds", "20"]);
     run(metrics)?;
-    release_bin("stress", &["--secs".into(), "10".into()])
+    stress_with_every_fault()
+}
+
+/// About a minute of the main job with every fault kind: SIGKILLs of the durable child,
+/// torn log tails, and redis-server killed and restarted under the tiered workload.
+///
+/// The Redis fault needs redis-server (`.ci/run` installs it). In CI (`CI=true`) its absence
+/// fails the run; on a developer's machine the job says so loudly and runs the other faults.
+fn stress_with_every_fault() -> Result<()> {
+    let redis =
+        Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let (tiers, faults) = if redis || ci {
+        ("memory,disk,redis", "kill,torn,redis-down")
+    } else {
+        eprintln!(
+            "\n*** redis-server is not installed: the stress runs without the redis tier and the \
+             redis-down fault (apt-get install redis-server, or run .ci/run) ***\n"
+        );
+        ("memory,disk", "kill,torn")
+    };
+    let report = root().join("target").join("stress-report");
+    let args =
+        ["--secs", "60", "--tiers", tiers, "--wal", "always", "--faults", faults, "--report"];
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.push(report.display().to_string());
+    release_bin("stress", &args)
 }
 
 /// Builds and runs one of the release binaries of `strata-benches` (stress, compare).
