@@ -669,3 +669,172 @@ fn expired_entries_are_not_recovered() {
         assert_eq!(tier.get(b"k", deadline()).await.unwrap(), None);
     });
 }
+
+const CRASH_DIR: &str = "STRATA_DISK_CRASH_CHILD_DIR";
+const CRASH_BASE: &str = "STRATA_DISK_CRASH_CHILD_BASE";
+const CRASH_SYNC: &str = "STRATA_DISK_CRASH_CHILD_SYNC";
+/// The keys the crash test writes, and the operations one child may run.
+const CRASH_KEYS: u64 = 40;
+const CRASH_OPS: u64 = 3000;
+
+/// Operation `i` of the crash test: the key, and the value put (`None`: the key is removed).
+fn crash_op(i: u64) -> (String, Option<Vec<u8>>) {
+    let key = format!("c{}", i % CRASH_KEYS);
+    let value = (i % 11 != 10).then(|| tagged(&key, i as u32, 100 + (i as usize * 13) % 400));
+    (key, value)
+}
+
+fn crash_tier(dir: &Path, sync: bool) -> strata_tier::Result<DiskTier> {
+    DiskTier::builder(dir).capacity(32 << 20).region_size(256 << 10).sync(sync).build()
+}
+
+/// The child's body, run only by the parent test (as an ignored test, with the variables set).
+#[test]
+#[ignore = "the child half of sigkill_loses_no_acknowledged_write, which runs it"]
+fn crash_child() -> anyhow::Result<()> {
+    use std::io::Write;
+    let var = |name: &str| {
+        std::env::var(name)
+            .map_err(|_| anyhow::anyhow!("run by the SIGKILL crash test, which sets {name}"))
+    };
+    let dir = PathBuf::from(var(CRASH_DIR)?);
+    let base: u64 = var(CRASH_BASE)?.parse()?;
+    let sync = var(CRASH_SYNC)? == "1";
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    rt.block_on(async {
+        let tier = crash_tier(&dir, sync)?;
+        let out = std::io::stdout();
+        let started = Instant::now();
+        // Bounded in count and time in case the parent never kills it.
+        for i in base..base + CRASH_OPS {
+            if started.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            let (key, value) = crash_op(i);
+            match value {
+                Some(v) => tier.put(key.as_bytes(), forever(&v), deadline()).await?,
+                None => tier.remove(key.as_bytes(), deadline()).await?,
+            }
+            let mut lock = out.lock();
+            writeln!(lock, "ACK {i}")?;
+            lock.flush()?;
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn sigkill_loses_no_acknowledged_write() -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir()?;
+    let exe = std::env::current_exe()?;
+    let mut seed = SystemTimeSeed::new();
+    eprintln!("crash test seed {}", seed.0);
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    // What each key holds after every acknowledged operation (absent: never written).
+    let mut model: HashMap<String, Option<Vec<u8>>> = HashMap::new();
+    let (mut rounds_with_acks, mut acks_total) = (0, 0);
+    let started = Instant::now();
+    for round in 0..10u64 {
+        if started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        let base = round * 10_000;
+        let sync = round % 2 == 1;
+        let mut child = Command::new(&exe)
+            .args(["--exact", "disk::crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .env(CRASH_DIR, tmp.path())
+            .env(CRASH_BASE, base.to_string())
+            .env(CRASH_SYNC, if sync { "1" } else { "0" })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let reader = std::thread::spawn(move || {
+            let mut acks = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // The harness's "test disk::crash_child ... " has no newline, so the first
+                // ACK shares its line.
+                if let Some(n) =
+                    line.split("ACK ").nth(1).and_then(|n| n.trim().parse::<u64>().ok())
+                {
+                    acks.push(n);
+                }
+            }
+            acks
+        });
+        std::thread::sleep(Duration::from_millis(40 + seed.below(200)));
+        child.kill()?;
+        child.wait()?;
+        let acks = reader.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+        anyhow::ensure!(
+            acks.iter().copied().eq(base..base + acks.len() as u64),
+            "round {round}: acknowledgements out of order"
+        );
+        if !acks.is_empty() {
+            rounds_with_acks += 1;
+        }
+        acks_total += acks.len();
+        for &i in &acks {
+            let (key, value) = crash_op(i);
+            model.insert(key, value);
+        }
+        // The operation in flight when the child died may or may not have happened.
+        let in_flight = base + acks.len() as u64;
+        let (flight_key, flight_value) = crash_op(in_flight);
+
+        let tier = crash_tier(tmp.path(), false)?;
+        let stats = tier.stats();
+        anyhow::ensure!(
+            stats.reclaimed_regions == 0,
+            "round {round}: the model assumes no eviction"
+        );
+        for k in 0..CRASH_KEYS {
+            let key = format!("c{k}");
+            let got = rt.block_on(tier.get(key.as_bytes(), deadline()))?.map(|e| e.value);
+            let acked = model.get(&key).cloned().flatten();
+            if got == acked {
+                continue;
+            }
+            anyhow::ensure!(
+                key == flight_key && got == flight_value,
+                "round {round}: {key} holds {:?}, acknowledged {:?} (corrupt entries {})",
+                got.as_deref().map(head),
+                acked.as_deref().map(head),
+                stats.corrupt_entries
+            );
+            // The unacknowledged write landed: it is now part of the history.
+            model.insert(key, got);
+        }
+        drop(tier);
+    }
+    anyhow::ensure!(rounds_with_acks >= 3, "the children acknowledged too little to test anything");
+    eprintln!("{acks_total} acknowledged writes over the rounds");
+    Ok(())
+}
+
+/// The start of a value, which names its key and write, for messages.
+fn head(v: &[u8]) -> String {
+    String::from_utf8_lossy(&v[..v.len().min(16)]).into_owned()
+}
+
+/// A small xorshift generator seeded from the clock, printed so that a failure can be rerun.
+struct SystemTimeSeed(u64);
+
+impl SystemTimeSeed {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        SystemTimeSeed(nanos | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
