@@ -182,6 +182,9 @@ pub(crate) struct WriteOutcome {
 pub(crate) struct Shard<K, V> {
     pub(crate) reads: ReadBuffer,
     table: HashTable<u32>,
+    /// The most entries the table's current allocation can hold (its `capacity()` when it
+    /// has no tombstones); see `make_room`.
+    table_room: usize,
     slab: Vec<Option<Entry<K, V>>>,
     free: Vec<u32>,
     timing: Vec<Timing>,
@@ -210,9 +213,11 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         now: u64,
     ) -> Self {
         policy.reserve(reserve);
+        let table = HashTable::with_capacity(reserve);
         Shard {
             reads: ReadBuffer::new(stripes),
-            table: HashTable::with_capacity(reserve),
+            table_room: table.capacity(),
+            table,
             slab: Vec::with_capacity(reserve),
             free: Vec::new(),
             timing: Vec::new(),
@@ -373,6 +378,35 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         self.slab[slot as usize].take().unwrap_or_else(|| unreachable!("checked above"))
     }
 
+    /// Before an insert: if tombstones have used up the table's room while live entries
+    /// leave a sixteenth of it free, rebuilds the table at the same size.
+    ///
+    /// hashbrown marks some removed buckets as tombstones, and they count against its room
+    /// until the next rehash. A full cache removes one entry per insert, so the room runs out
+    /// sooner or later; hashbrown then rehashes in place only when at most half the room is
+    /// live, and otherwise doubles the table. A shard at capacity holds well over half, so
+    /// every full shard's table would double after a while (about 6 bytes per entry more,
+    /// measured) and stay doubled. Rebuilding at the same size instead costs one pass over the
+    /// live entries each time the tombstones fill the free sixteenth or more, an amortized
+    /// constant per insert; when live entries fill more than that the table is allowed to grow.
+    fn make_room<S: BuildHasher>(&mut self, hasher: &S) {
+        let len = self.table.len();
+        // (In this order: a tiny or empty table, where a sixteenth is nothing, just grows.)
+        if len < self.table.capacity() || (self.table_room - len) * 16 <= self.table_room {
+            return;
+        }
+        let old = std::mem::replace(&mut self.table, HashTable::with_capacity(self.table_room));
+        let Shard { table, slab, .. } = self;
+        let hash_of = |j: &u32| {
+            hasher.hash_one(
+                &slab[*j as usize].as_ref().unwrap_or_else(|| unreachable!("occupied")).key,
+            )
+        };
+        for j in old {
+            table.insert_unique(hash_of(&j), j, hash_of);
+        }
+    }
+
     fn alloc_slot(&mut self) -> u32 {
         if let Some(i) = self.free.pop() {
             return i;
@@ -488,6 +522,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
                 } else {
                     (NEVER, NEVER)
                 };
+                self.make_room(hasher);
                 let slot = self.alloc_slot();
                 self.slab[slot as usize] = Some(Entry { key, value });
                 let Shard { table, slab, .. } = self;
@@ -496,6 +531,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
                         &slab[j as usize].as_ref().unwrap_or_else(|| unreachable!("occupied")).key,
                     )
                 });
+                self.table_room = self.table_room.max(self.table.capacity());
                 self.policy.get_mut().on_insert(slot, hash, weight);
                 if timed {
                     self.stamp(slot, expire_at, hard, now);
@@ -658,5 +694,43 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
     {
         let slot = self.find(hash, key)?;
         self.timing(slot).map(|t| t.gen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use strata_evict::PolicyConfig;
+
+    #[test]
+    fn a_full_shard_under_churn_keeps_its_table_size_and_finds_every_entry() {
+        let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let capacity = 1000;
+        let mut shard: Shard<u64, u64> =
+            Shard::new(PolicyConfig::Lru.build(capacity, 1), capacity, 1001, 1, 0);
+        let time = TimeSettings::<u64, u64> {
+            ttl: None,
+            tti: None,
+            expiry: None,
+            refresh: None,
+            epoch: Epoch::new(Instant::now()),
+        };
+        let room = shard.table_room;
+        // Every insert past the first thousand evicts one entry, so tombstones keep forming;
+        // 200 inserts per slot is far more than the table's free room.
+        for key in 0..200_000u64 {
+            let mut out = Removed::new();
+            let hash = hasher.hash_one(key);
+            shard.insert(&hasher, &time, hash, key, key, 1, None, 0, &mut out);
+        }
+        assert_eq!(shard.len(), 1000);
+        assert_eq!(shard.table_room, room, "the table grew instead of being rebuilt");
+        // LRU under a sequential stream keeps the most recent thousand keys.
+        for key in 199_000..200_000u64 {
+            let slot = shard.find(hasher.hash_one(key), &key);
+            assert!(slot.is_some_and(|s| shard.entry(s).value == key), "key {key} lost");
+        }
+        assert!(shard.find(hasher.hash_one(0u64), &0).is_none());
     }
 }
