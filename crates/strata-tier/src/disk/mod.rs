@@ -1245,8 +1245,15 @@ fn remove_file(path: &Path) -> Result<()> {
 }
 
 /// Takes the exclusive lock on `dir/LOCK` that keeps a second tier out of the directory.
+///
+/// A lock that is taken is retried for a moment before giving up: a `flock` belongs to the
+/// open file, and a child process this one is spawning shares it between `fork` and `exec`
+/// (where the close-on-exec flag drops it). A tier reopened on one thread while another thread
+/// spawns a process would otherwise fail for no lasting reason.
 fn lock_dir(dir: &Path) -> Result<File> {
     use fs4::fs_std::FileExt as _;
+    const ATTEMPTS: u32 = 50;
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(4);
     let path = dir.join("LOCK");
     let file = OpenOptions::new()
         .create(true)
@@ -1254,18 +1261,19 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("open", &path, e))?;
-    match file.try_lock_exclusive() {
-        Ok(true) => Ok(file),
-        Ok(false) => Err(Error::io(
-            "lock",
-            &path,
-            io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "the directory is in use by another disk tier",
-            ),
-        )),
-        Err(e) => Err(Error::io("lock", &path, e)),
+    for attempt in 1..=ATTEMPTS {
+        match file.try_lock_exclusive() {
+            Ok(true) => return Ok(file),
+            Ok(false) if attempt < ATTEMPTS => std::thread::sleep(PAUSE),
+            Ok(false) => break,
+            Err(e) => return Err(Error::io("lock", &path, e)),
+        }
     }
+    Err(Error::io(
+        "lock",
+        &path,
+        io::Error::new(io::ErrorKind::WouldBlock, "the directory is in use by another disk tier"),
+    ))
 }
 
 #[cfg(test)]
