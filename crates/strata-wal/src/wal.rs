@@ -38,6 +38,7 @@ pub struct WalBuilder {
     segment_size: u64,
     max_record_size: usize,
     group_commit: bool,
+    write_buffer: usize,
     fs: Arc<dyn FileSystem>,
     metrics: Option<(Arc<Registry>, String)>,
 }
@@ -78,6 +79,21 @@ impl WalBuilder {
         self
     }
 
+    /// Bytes of appended records to collect in memory before handing them to the operating
+    /// system in one `write` (default 0: one `write` per append). Only with
+    /// [`SyncPolicy::Interval`] or [`SyncPolicy::Never`].
+    ///
+    /// This trades the guarantee that a *process* crash loses no acknowledged record for
+    /// throughput: up to this many bytes of acknowledged records (and under `Interval(d)`, at
+    /// most the last `d` of them, since the flusher writes the buffer out before it fsyncs)
+    /// live only in the process until written, so a process crash then loses what a power
+    /// loss would. [`Wal::flush_durable`], [`Wal::wait_durable`], [`Wal::replay`], rotations,
+    /// checkpoints, [`Wal::close`] and dropping the `Wal` write the buffer out first.
+    pub fn write_buffer(mut self, bytes: usize) -> Self {
+        self.write_buffer = bytes;
+        self
+    }
+
     /// The file system to use (default [`StdFs`]); tests pass a
     /// [`FaultFs`](crate::fault::FaultFs).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
@@ -115,6 +131,11 @@ impl WalBuilder {
             if d.is_zero() {
                 return bad("SyncPolicy::Interval needs a non-zero interval; use Always".into());
             }
+        }
+        if self.write_buffer > 0 && self.sync_policy == SyncPolicy::Always {
+            return bad("write_buffer needs SyncPolicy::Interval or Never: Always fsyncs every \
+                        append before acknowledging it"
+                .into());
         }
         Ok(())
     }
@@ -188,6 +209,7 @@ impl WalBuilder {
             segment_size: self.segment_size,
             max_record: self.max_record_size,
             group_commit: self.group_commit,
+            write_buffer: self.write_buffer,
             log: Mutex::new(LogState {
                 active: Arc::from(active),
                 active_id: id,
@@ -249,6 +271,8 @@ pub(crate) struct Shared {
     segment_size: u64,
     pub(crate) max_record: usize,
     group_commit: bool,
+    /// See [`WalBuilder::write_buffer`]; 0 writes every frame at once.
+    write_buffer: usize,
     pub(crate) log: Mutex<LogState>,
     durable: Mutex<DurableState>,
     durable_cv: Condvar,
@@ -316,7 +340,23 @@ impl Shared {
     }
 
     /// Closes the active segment (fsynced, so the invariant holds) and starts the next one.
+    /// Hands the frames collected by [`WalBuilder::write_buffer`] to the OS.
+    pub(crate) fn write_out(&self, log: &mut LogState) -> Result<()> {
+        if log.buf.is_empty() {
+            return Ok(());
+        }
+        let written = log.active.append(&log.buf);
+        log.buf.clear();
+        if let Err(e) = written {
+            self.poison(log);
+            let path = self.dir.join(recover::segment_name(log.active_id));
+            return Err(Error::io("append", path, e));
+        }
+        Ok(())
+    }
+
     pub(crate) fn rotate(&self, log: &mut LogState) -> Result<()> {
+        self.write_out(log)?;
         let old = self.dir.join(recover::segment_name(log.active_id));
         if let Err(e) = self.sync_segment(&*log.active, log.next_seq - 1) {
             self.poison(log);
@@ -368,10 +408,16 @@ impl Shared {
                 self.rotate(&mut log)?;
             }
             let seq = log.next_seq;
+            // `buf` holds the frames not yet written: none when `write_buffer` is 0.
             let mut buf = std::mem::take(&mut log.buf);
-            buf.clear();
             format::encode_frame(&mut buf, RecordType::Data, seq, payload);
-            let written = log.active.append(&buf);
+            let written = if buf.len() >= self.write_buffer {
+                let r = log.active.append(&buf);
+                buf.clear();
+                r
+            } else {
+                Ok(())
+            };
             log.buf = buf;
             if let Err(e) = written {
                 self.poison(&mut log);
@@ -418,9 +464,19 @@ impl Shared {
             }
             d.leader = true;
             drop(d);
-            let (file, upto, id) = {
-                let log = self.log.lock();
-                (Arc::clone(&log.active), log.next_seq - 1, log.active_id)
+            let fetched = {
+                let mut log = self.log.lock();
+                self.write_out(&mut log)
+                    .map(|()| (Arc::clone(&log.active), log.next_seq - 1, log.active_id))
+            };
+            let (file, upto, id) = match fetched {
+                Ok(f) => f,
+                Err(e) => {
+                    // The log is poisoned; hand leadership back so that waiters see it.
+                    self.durable.lock().leader = false;
+                    self.durable_cv.notify_all();
+                    return Err(e);
+                }
             };
             let res = self.sync_segment(&*file, upto);
             d = self.durable.lock();
@@ -479,8 +535,8 @@ fn flusher(shared: &Shared, every: Duration) {
 /// A segmented write-ahead log in one directory.
 ///
 /// `Wal` is `Send + Sync`: share it in an `Arc` and append from any number of threads.
-/// Dropping it stops the background flusher but does not sync; call [`Wal::close`] for a clean
-/// shutdown.
+/// Dropping it stops the background flusher and writes out a [`WalBuilder::write_buffer`], but
+/// does not sync; call [`Wal::close`] for a clean shutdown.
 pub struct Wal {
     shared: Arc<Shared>,
     flusher: Mutex<Option<JoinHandle<()>>>,
@@ -507,6 +563,7 @@ impl Wal {
             segment_size: DEFAULT_SEGMENT_SIZE,
             max_record_size: DEFAULT_MAX_RECORD,
             group_commit: true,
+            write_buffer: 0,
             fs: Arc::new(StdFs),
             metrics: None,
         }
@@ -609,10 +666,11 @@ impl Wal {
     /// [`Error::Poisoned`] if the log is poisoned; errors while reading are yielded by the
     /// iterator.
     pub fn replay(&self) -> Result<Replay> {
-        let log = self.shared.log.lock();
+        let mut log = self.shared.log.lock();
         if log.failed {
             return Err(Error::Poisoned);
         }
+        self.shared.write_out(&mut log)?;
         Ok(Replay::new(
             Arc::clone(&self.shared.fs),
             self.shared.dir.clone(),
@@ -660,6 +718,12 @@ impl Wal {
 impl Drop for Wal {
     fn drop(&mut self) {
         self.stop_flusher();
+        // Hand buffered frames to the OS (no fsync), so that a dropped log loses no more than
+        // a closed one would on a process crash. A failure poisons a log no one will use.
+        let mut log = self.shared.log.lock();
+        if !log.failed {
+            let _ = self.shared.write_out(&mut log);
+        }
     }
 }
 

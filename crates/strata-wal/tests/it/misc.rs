@@ -259,3 +259,58 @@ fn append_nowait_is_durable_only_after_wait_durable() -> anyhow::Result<()> {
     assert_eq!(seqs, vec![first, second], "record {third} was never synced, so the crash drops it");
     Ok(())
 }
+
+#[test]
+fn a_write_buffer_collects_frames_until_full_or_flushed() -> anyhow::Result<()> {
+    assert!(matches!(
+        on(&FaultFs::new()).sync_policy(SyncPolicy::Always).write_buffer(1024).open(),
+        Err(Error::InvalidConfig(_))
+    ));
+    let fs = FaultFs::new();
+    let wal = on(&fs).sync_policy(SyncPolicy::Never).write_buffer(1024).open()?;
+    let segment_len = |fs: &FaultFs| -> usize {
+        fs.files()
+            .iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "wal"))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let empty = segment_len(&fs);
+    for seq in 1..=3 {
+        wal.append(&payload_for(seq))?;
+    }
+    assert_eq!(segment_len(&fs), empty, "three small frames stay in the buffer");
+    // Replay writes the buffer out first, so it sees every appended record.
+    assert_eq!(replay_all(&wal)?.len(), 3);
+    assert!(segment_len(&fs) > empty);
+    // Filling the buffer writes it out without any flush.
+    let written = segment_len(&fs);
+    let mut seq = 4;
+    while segment_len(&fs) == written {
+        assert!(seq < 200, "a 1 KiB buffer must be written out within 200 frames");
+        wal.append(&payload_for(seq))?;
+        seq += 1;
+    }
+    // A crash loses what is still buffered: only a suffix of the acknowledged records.
+    wal.append(&payload_for(seq))?;
+    fs.crash();
+    drop(wal);
+    fs.restart();
+    let wal = on(&fs).open()?;
+    let seqs: Vec<u64> = replay_all(&wal)?.iter().map(|r| r.seq).collect();
+    assert!(seqs.len() < seq as usize, "the last record was still buffered");
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "a prefix survives");
+    drop(wal);
+    // flush_durable writes out and syncs: nothing is lost by a crash after it.
+    let fs = FaultFs::new();
+    let wal = on(&fs).sync_policy(SyncPolicy::Never).write_buffer(1 << 20).open()?;
+    for seq in 1..=10 {
+        wal.append(&payload_for(seq))?;
+    }
+    wal.flush_durable()?;
+    fs.crash();
+    drop(wal);
+    fs.restart();
+    assert_eq!(replay_all(&on(&fs).open()?)?.len(), 10);
+    Ok(())
+}
