@@ -209,7 +209,10 @@ fn a_value_that_cannot_be_encoded_changes_nothing() -> anyhow::Result<()> {
     let db = DurableCache::open(tmp.path(), small())?;
     db.insert("k".into(), "fits".into())?;
     let big = "x".repeat(100);
-    assert!(matches!(db.insert("k".into(), big.clone()), Err(Error::TooLarge { what: "value", .. })));
+    assert!(matches!(
+        db.insert("k".into(), big.clone()),
+        Err(Error::TooLarge { what: "value", .. })
+    ));
     assert!(matches!(
         db.insert("a key that is far too long".into(), "v".into()),
         Err(Error::TooLarge { what: "key", .. })
@@ -544,7 +547,10 @@ fn a_directory_that_is_a_file_is_a_clear_error() -> anyhow::Result<()> {
         let err = DurableCache::open(&path, opts()).expect_err("a file is not a log directory");
         let msg = err.to_string();
         assert!(
-            matches!(err, Error::Wal(strata_wal::Error::InvalidConfig(_) | strata_wal::Error::Io { .. })),
+            matches!(
+                err,
+                Error::Wal(strata_wal::Error::InvalidConfig(_) | strata_wal::Error::Io { .. })
+            ),
             "{msg}"
         );
         assert!(msg.contains(&file.display().to_string()), "the message names the path: {msg}");
@@ -625,7 +631,10 @@ fn a_log_of_a_newer_format_is_refused_and_left_alone() -> anyhow::Result<()> {
     std::fs::write(&seg, &bytes)?;
     let err = DurableCache::open(tmp.path(), opts()).expect_err("a newer format");
     assert!(
-        matches!(err, Error::Wal(strata_wal::Error::UnsupportedVersion { found: 2, supported: 1, .. })),
+        matches!(
+            err,
+            Error::Wal(strata_wal::Error::UnsupportedVersion { found: 2, supported: 1, .. })
+        ),
         "{err}"
     );
     assert_eq!(std::fs::read(&seg)?, bytes, "the newer log is left as it was");
@@ -679,5 +688,34 @@ fn closed_caches_refuse_writes_but_serve_reads() -> anyhow::Result<()> {
         Err(Error::Closed)
     ));
     assert_eq!(db.get(&"a".into()), Some(1));
+    Ok(())
+}
+
+#[test]
+fn a_write_buffer_loses_nothing_on_close_or_drop() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let buffered =
+        || opts().sync_policy(SyncPolicy::Interval(Duration::from_secs(60))).write_buffer(1 << 20);
+    let db = DurableCache::open(tmp.path(), buffered())?;
+    for k in 0..100u64 {
+        db.insert(format!("k{k}"), k)?;
+    }
+    // Dropping hands the buffer to the OS (without an fsync): a process that exits normally
+    // keeps every write even without close.
+    drop(db);
+    let db = DurableCache::open(tmp.path(), buffered())?;
+    assert_eq!(contents(&db).len(), 100);
+    for k in 100..200u64 {
+        db.insert(format!("k{k}"), k)?;
+    }
+    db.close_blocking()?;
+    drop(db);
+    let db = open(tmp.path());
+    assert_eq!(contents(&db).len(), 200);
+    db.close_blocking()?;
+    drop(db);
+    let err = DurableCache::open(tmp.path(), opts().sync_policy(SyncPolicy::Always).write_buffer(1))
+        .expect_err("Always with a write buffer");
+    assert!(matches!(err, Error::Wal(strata_wal::Error::InvalidConfig(_))), "{err}");
     Ok(())
 }
