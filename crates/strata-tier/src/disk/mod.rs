@@ -844,7 +844,7 @@ impl Inner {
                 s.views[slot as usize] = View::Written(Arc::clone(&file));
                 w.active = Some(Active { slot, file, offset: end });
             } else {
-                s.views[slot as usize] = View::Mapped(Arc::new(f.map));
+                s.views[slot as usize] = View::Mapped(Arc::new(for_random_reads(f.map)));
                 w.sealed.push_back(slot);
             }
         }
@@ -900,6 +900,8 @@ impl Inner {
             match header {
                 Ok(header) => {
                     let map = mmap::map_readonly(&file).map_err(self.io("mmap", &path))?;
+                    // Recovery reads it front to back once.
+                    let _ = map.advise(memmap2::Advice::Sequential);
                     found.push(Found { slot, header, file, map });
                 }
                 Err(why) => {
@@ -1071,7 +1073,7 @@ impl Inner {
     fn roll(&self, w: &mut Writer) -> Result<()> {
         if let Some(a) = w.active.take() {
             let view = match mmap::map_readonly(&a.file) {
-                Ok(map) => View::Mapped(Arc::new(map)),
+                Ok(map) => View::Mapped(Arc::new(for_random_reads(map))),
                 Err(e) => {
                     // Reading it with positioned reads works as well, only slower.
                     tracing::warn!(error = %e, "disk tier: cannot map a sealed region; reading it with pread");
@@ -1220,6 +1222,14 @@ enum Verdict {
     Miss,
     Expired,
     Corrupt(&'static str),
+}
+
+/// Tells the kernel that a sealed region is read at random: a read that misses the page cache
+/// then brings in its own pages, not the default read-ahead window around them, which for
+/// small entries would mostly be other entries' bytes. Advice only, so a failure is ignored.
+fn for_random_reads(map: Mmap) -> Mmap {
+    let _ = map.advise(memmap2::Advice::Random);
+    map
 }
 
 fn region_path(dir: &Path, slot: u32) -> PathBuf {
