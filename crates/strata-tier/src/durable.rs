@@ -417,6 +417,24 @@ struct Slot {
     expires_at: Option<u64>,
 }
 
+/// Opens the log, retrying a taken directory lock for a moment before reporting it.
+///
+/// A `flock` belongs to the open file, and a child process this one is spawning shares it
+/// between `fork` and `exec` (where close-on-exec drops it): a cache reopened on one thread
+/// while another thread spawns a process would otherwise fail for no lasting reason. A lock
+/// that another live process holds is still reported, after about 200 ms.
+fn open_wal(builder: strata_wal::WalBuilder) -> Result<Wal> {
+    const ATTEMPTS: u32 = 50;
+    const PAUSE: Duration = Duration::from_millis(4);
+    for _ in 1..ATTEMPTS {
+        match builder.clone().open() {
+            Err(strata_wal::Error::Locked { .. }) => std::thread::sleep(PAUSE),
+            other => return other.map_err(Error::from),
+        }
+    }
+    builder.open().map_err(Error::from)
+}
+
 /// Maps a WAL error, naming `Closed` as this crate's.
 fn wal_err(e: strata_wal::Error) -> Error {
     match e {
@@ -444,13 +462,13 @@ where
         let started = Instant::now();
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        let wal = Wal::builder(&dir)
+        let builder = Wal::builder(&dir)
             .sync_policy(options.sync_policy)
             .recovery_mode(options.recovery_mode)
             .segment_size(options.segment_size)
             .max_record_size(options.max_record_size)
-            .write_buffer(options.write_buffer)
-            .open()?;
+            .write_buffer(options.write_buffer);
+        let wal = open_wal(builder)?;
         let mut builder =
             Cache::builder().max_capacity(options.capacity).clock(options.clock.clone());
         if let Some(n) = options.shards {
