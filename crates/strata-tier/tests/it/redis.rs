@@ -440,3 +440,43 @@ async fn tls_with_a_private_ca_and_client_certificates() {
     let err = err.build().await.expect_err("certificates with a redis:// URL");
     assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_times_out_and_the_dead_subscription_is_noticed() {
+    let Some(server) = RedisServer::start("a_frozen_server_times_out") else { return };
+    let a = tier(&server.url(), "frozen").await;
+    let mut rx = a.invalidations().expect("invalidations");
+    a.put(b"k", forever(b"v"), deadline()).await.expect("put");
+
+    // The socket stays open, so only timeouts (calls) and the liveness PING (subscription)
+    // can tell that the server is gone.
+    server.pause();
+    let call_deadline = Instant::now() + Duration::from_secs(3);
+    match a.get(b"k", call_deadline).await {
+        Err(Error::Timeout { op: "get", .. }) => {}
+        other => panic!("a frozen server should time out, not give {other:?}"),
+    }
+    match a.put(b"k", forever(b"w"), call_deadline).await {
+        Err(Error::Timeout { op: "put", .. }) => {}
+        other => panic!("a frozen server should time out, not give {other:?}"),
+    }
+    assert_eq!(next_within(&mut rx, Duration::from_secs(10)).await, Some(Invalidation::All));
+    assert!(a.stats().subscription_losses >= 1 && a.stats().timeouts >= 2, "{:?}", a.stats());
+
+    server.resume();
+    // The process kept its data; the put above may or may not have reached it before the
+    // freeze took hold, so either value is acceptable, but a value must be there.
+    let start = Instant::now();
+    let found = loop {
+        match a.get(b"k", Instant::now() + Duration::from_secs(1)).await {
+            Ok(found) => break found,
+            Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no recovery within 30 s after the resume: {e}"),
+        }
+    };
+    assert!(matches!(found, Some(ref e) if e.value == b"v" || e.value == b"w"), "{found:?}");
+    assert_eq!(next_within(&mut rx, Duration::from_secs(15)).await, Some(Invalidation::All));
+    assert!(a.stats().resubscriptions >= 1, "{:?}", a.stats());
+}

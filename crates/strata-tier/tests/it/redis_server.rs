@@ -174,6 +174,26 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the process (SIGSTOP): connections stay open and the kernel still accepts new
+    /// ones, but nothing is answered, as with a hung or overloaded server.
+    pub(crate) fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub(crate) fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let status = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill {sig}: {e}"));
+        assert!(status.success(), "kill {sig} failed");
+    }
+
     /// Starts the server again on the same port (killing it first if it runs). Retries for a
     /// few seconds in case the port is briefly held after the old process died.
     pub(crate) fn restart(&mut self) {
