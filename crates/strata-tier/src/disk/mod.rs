@@ -581,9 +581,28 @@ impl DiskTierBuilder {
         self
     }
 
+    /// [`build`](Self::build) on tokio's blocking pool (inline when no runtime is running),
+    /// so that the scan of the region files never stalls a runtime worker.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`Error::Unavailable`] if the blocking task fails.
+    pub async fn open(self) -> Result<DiskTier> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let name = self.name.clone();
+                rt.spawn_blocking(move || self.build()).await.map_err(|e| Error::Unavailable {
+                    tier: name,
+                    reason: format!("opening the disk tier failed: {e}"),
+                })?
+            }
+            Err(_) => self.build(),
+        }
+    }
+
     /// Checks the configuration, takes the directory's lock and rebuilds the index from the
     /// region files found there. This does blocking file IO (a scan of every region); from
-    /// async code, call it inside `spawn_blocking`.
+    /// async code, use [`open`](Self::open).
     ///
     /// # Errors
     ///

@@ -74,7 +74,7 @@ async fn disk_tier_conforms() {
     run_suite(|| {
         let dir = root.path().join(n.fetch_add(1, Ordering::Relaxed).to_string());
         async move {
-            let tier = DiskTier::builder(dir).capacity(32 << 20).region_size(4 << 20).build();
+            let tier = DiskTier::builder(dir).capacity(32 << 20).region_size(4 << 20).open().await;
             Arc::new(tier.expect("disk tier")) as Arc<dyn Tier>
         }
     })
