@@ -27,6 +27,7 @@ pub struct TieredCacheBuilder<K, V> {
     timeout: Duration,
     write_mode: WriteMode,
     writeback_retries: u32,
+    writeback_workers: usize,
     breaker: (u32, Duration),
     negative: Option<(Duration, u64)>,
     near_cache_max_ttl: Option<Duration>,
@@ -75,6 +76,7 @@ where
             timeout: Self::DEFAULT_TIMEOUT,
             write_mode: WriteMode::Through,
             writeback_retries: 2,
+            writeback_workers: 4,
             breaker: (Self::DEFAULT_BREAKER_THRESHOLD, Self::DEFAULT_BREAKER_COOL_DOWN),
             negative: None,
             near_cache_max_ttl: None,
@@ -132,6 +134,14 @@ where
     /// with a backoff doubling from 10 ms; never against an open breaker.
     pub fn writeback_retries(mut self, retries: u32) -> Self {
         self.writeback_retries = retries;
+        self
+    }
+
+    /// How many workers apply the write-back queue (4 by default, at most 64). Each key is
+    /// always applied by the same worker, in order; more workers let writes of different keys
+    /// to a slow tier overlap.
+    pub fn writeback_workers(mut self, workers: usize) -> Self {
+        self.writeback_workers = workers;
         self
     }
 
@@ -194,7 +204,7 @@ where
     ///
     /// [`Error::InvalidConfig`] naming the setting: no tiers, two tiers with one name, a zero
     /// timeout, TTL, cool-down, threshold, queue capacity or negative-cache setting,
-    /// write-back with a single tier, a stripe count that is not a power of two, or no
+    /// write-back with a single tier or with 0 or more than 64 workers, a stripe count that is not a power of two, or no
     /// runtime where one is needed.
     pub fn build(self) -> Result<TieredCache<K, V>> {
         let bad = |msg: &str| Err(Error::InvalidConfig(msg.to_owned()));
@@ -245,6 +255,9 @@ where
         if let WriteMode::Back { capacity, .. } = self.write_mode {
             if capacity == 0 || u32::try_from(capacity).is_err() {
                 return bad("the write-back queue's capacity must be between 1 and u32::MAX");
+            }
+            if !(1..=64).contains(&self.writeback_workers) {
+                return bad("writeback_workers must be between 1 and 64");
             }
             if self.tiers.len() < 2 {
                 return bad("write-back needs a tier below the top one to write back to");
@@ -304,6 +317,7 @@ where
                 Arc::clone(&slots),
                 capacity,
                 on_full,
+                self.writeback_workers,
                 self.writeback_retries,
                 Arc::clone(&self.clock),
             )),

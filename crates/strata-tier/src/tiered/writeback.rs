@@ -1,12 +1,16 @@
 //! The write-back queue: writes to the tiers below the top one, applied later, in order, by
-//! one worker task.
+//! a few worker tasks ("lanes").
 //!
 //! - **Bounded.** A write holds one permit of a semaphore of `capacity` permits from before
 //!   it touches the top tier until the worker has applied it to every lower tier. When none is
 //!   free the caller waits ([`OnFull::Wait`]) or gets [`Error::Full`] ([`OnFull::Error`]) with
 //!   nothing written; a write is never dropped.
-//! - **Ordered.** Jobs are sent under the key's lock, and one worker applies them first in,
-//!   first out, so an older write to a key never lands after a newer one.
+//! - **Ordered.** Jobs are sent under the key's lock to the lane the key hashes to, and each
+//!   lane applies its jobs first in, first out, so an older write to a key never lands after a
+//!   newer one; lanes let writes of different keys to a slow tier overlap.
+//! - **Clears are barriers.** A clear is sent to every lane; each lane stops at it until all
+//!   have, one of them clears the lower tiers, and only then do the lanes go on. So the clear
+//!   lands after every write queued before it and before every write queued after it.
 //! - **Visible.** Until a job is applied, [`Pending`] holds the newest queued operation per
 //!   key, and readers that miss the top tier consult it before the lower tiers, which may
 //!   still hold an older value. Each job carries a sequence number, so that finishing an older
@@ -54,7 +58,14 @@ pub(crate) enum Lookup {
 
 enum Job {
     Write { seq: u64, key: Vec<u8>, op: PendingOp, _permit: OwnedSemaphorePermit },
-    Clear { _permit: OwnedSemaphorePermit },
+    Clear(Arc<ClearJob>),
+}
+
+/// One clear, shared by every lane; its place in the queue is released when the last lane
+/// lets go of it, after the clear is done.
+struct ClearJob {
+    barrier: tokio::sync::Barrier,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// A reserved place in the queue, taken before anything is written.
@@ -64,42 +75,52 @@ pub(crate) struct WriteBack {
     capacity: usize,
     on_full: OnFull,
     permits: Arc<Semaphore>,
-    tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    /// One sender per lane; `None` once closed. Sending under this one mutex keeps the clear
+    /// markers in the same place relative to other jobs in every lane.
+    lanes: Mutex<Option<Vec<mpsc::UnboundedSender<Job>>>>,
+    hasher: ahash::RandomState,
     pending: Arc<Mutex<Pending>>,
     seq: Mutex<u64>,
-    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     slots: Arc<[Slot]>,
 }
 
 impl WriteBack {
-    /// Starts the worker on the current runtime; it writes to `slots[1..]`.
+    /// Starts `lanes` workers on the current runtime; they write to `slots[1..]`.
     pub(crate) fn start(
         slots: Arc<[Slot]>,
         capacity: usize,
         on_full: OnFull,
+        lanes: usize,
         retries: u32,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(capacity));
         let pending = Arc::new(Mutex::new(Pending::default()));
-        let worker = Worker {
-            slots: Arc::clone(&slots),
-            pending: Arc::clone(&pending),
-            permits: Arc::clone(&permits),
-            capacity,
-            retries,
-            clock,
-        };
-        let handle = tokio::spawn(worker.run(rx));
+        let mut senders = Vec::with_capacity(lanes);
+        let mut workers = Vec::with_capacity(lanes);
+        for _ in 0..lanes.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let worker = Worker {
+                slots: Arc::clone(&slots),
+                pending: Arc::clone(&pending),
+                permits: Arc::clone(&permits),
+                capacity,
+                retries,
+                clock: Arc::clone(&clock),
+            };
+            senders.push(tx);
+            workers.push(tokio::spawn(worker.run(rx)));
+        }
         WriteBack {
             capacity,
             on_full,
             permits,
-            tx: Mutex::new(Some(tx)),
+            lanes: Mutex::new(Some(senders)),
+            hasher: ahash::RandomState::new(),
             pending,
             seq: Mutex::new(0),
-            worker: Mutex::new(Some(handle)),
+            workers: Mutex::new(workers),
             slots,
         }
     }
@@ -134,8 +155,9 @@ impl WriteBack {
 
     /// Queues `op` on `key` with its reservation. The caller holds the key's lock.
     pub(crate) fn send(&self, r: Reservation, key: Vec<u8>, op: PendingOp) -> Result<()> {
-        let tx = self.tx.lock();
-        let tx = tx.as_ref().ok_or(Error::Closed)?;
+        let lanes = self.lanes.lock();
+        let lanes = lanes.as_ref().ok_or(Error::Closed)?;
+        let lane = &lanes[self.hasher.hash_one(&key) as usize % lanes.len()];
         let seq = {
             let mut seq = self.seq.lock();
             *seq += 1;
@@ -143,21 +165,25 @@ impl WriteBack {
         };
         // The pending entry is in place before the job can be applied and removed.
         self.pending.lock().by_key.insert(key.clone(), (seq, op.clone()));
-        tx.send(Job::Write { seq, key, op, _permit: r.0 }).map_err(|_| Error::Closed)?;
+        lane.send(Job::Write { seq, key, op, _permit: r.0 }).map_err(|_| Error::Closed)?;
         self.publish_depth();
         Ok(())
     }
 
     /// Queues a clear of the lower tiers; every queued write is superseded by it.
     pub(crate) fn send_clear(&self, r: Reservation) -> Result<()> {
-        let tx = self.tx.lock();
-        let tx = tx.as_ref().ok_or(Error::Closed)?;
+        let lanes = self.lanes.lock();
+        let lanes = lanes.as_ref().ok_or(Error::Closed)?;
         {
             let mut pending = self.pending.lock();
             pending.by_key.clear();
             pending.clears += 1;
         }
-        tx.send(Job::Clear { _permit: r.0 }).map_err(|_| Error::Closed)?;
+        let job =
+            Arc::new(ClearJob { barrier: tokio::sync::Barrier::new(lanes.len()), _permit: r.0 });
+        for lane in lanes {
+            lane.send(Job::Clear(Arc::clone(&job))).map_err(|_| Error::Closed)?;
+        }
         self.publish_depth();
         Ok(())
     }
@@ -181,11 +207,11 @@ impl WriteBack {
         Ok(())
     }
 
-    /// Stops taking jobs and waits for the worker to apply every queued one.
+    /// Stops taking jobs and waits for the workers to apply every queued one.
     pub(crate) async fn close(&self) {
-        drop(self.tx.lock().take());
-        let worker = self.worker.lock().take();
-        if let Some(worker) = worker {
+        drop(self.lanes.lock().take());
+        let workers = std::mem::take(&mut *self.workers.lock());
+        for worker in workers {
             if let Err(e) = worker.await {
                 tracing::error!(error = %e, "write-back worker failed");
             }
@@ -227,14 +253,19 @@ impl Worker {
                         pending.by_key.remove(&key);
                     }
                 }
-                Job::Clear { _permit } => {
-                    for slot in &self.slots[1..] {
-                        if self.with_retries(|| slot.clear()).await.is_err() {
-                            slot.after_failed_clear();
+                Job::Clear(job) => {
+                    // Every lane stops here; the leader clears while the others wait at the
+                    // second barrier, so no lane applies a later write before the clear.
+                    if job.barrier.wait().await.is_leader() {
+                        for slot in &self.slots[1..] {
+                            if self.with_retries(|| slot.clear()).await.is_err() {
+                                slot.after_failed_clear();
+                            }
                         }
+                        let mut pending = self.pending.lock();
+                        pending.clears = pending.clears.saturating_sub(1);
                     }
-                    let mut pending = self.pending.lock();
-                    pending.clears = pending.clears.saturating_sub(1);
+                    job.barrier.wait().await;
                 }
             }
             // The job's permit was released at the end of its arm, so the depth counts it done.

@@ -152,12 +152,13 @@ impl Tier for FaultyTier {
 
 fn mem(name: &str) -> Arc<dyn Tier> {
     // Small: the tests hold a few entries, and a weighted strata-core cache sizes its
-    // frequency sketch by its byte budget, so a large budget costs milliseconds per build.
-    Arc::new(MemoryTier::builder().name(name).max_bytes(1 << 20).build().expect("memory tier"))
+    // frequency sketch by its byte budget, so a large budget costs milliseconds per build and
+    // per clear.
+    Arc::new(MemoryTier::builder().name(name).max_bytes(64 << 10).build().expect("memory tier"))
 }
 
 fn mem_with_clock(name: &str, clock: &Arc<ManualClock>) -> Arc<dyn Tier> {
-    let tier = MemoryTier::builder().name(name).max_bytes(1 << 20).clock(clock.clone()).build();
+    let tier = MemoryTier::builder().name(name).max_bytes(64 << 10).clock(clock.clone()).build();
     Arc::new(tier.expect("memory tier"))
 }
 
@@ -513,7 +514,10 @@ impl XorShift {
 async fn ordering_round(seed: u64, mode: WriteMode) {
     let tiers: Vec<Arc<FaultyTier>> =
         ["t0", "t1", "t2"].iter().map(|n| Arc::new(FaultyTier::new(n).yielding())).collect();
-    let mut builder = TieredCache::<String, String>::builder().write_mode(mode).lock_stripes(4);
+    let mut builder = TieredCache::<String, String>::builder()
+        .write_mode(mode)
+        .writeback_workers(1 + (seed % 4) as usize)
+        .lock_stripes(4);
     for t in &tiers {
         builder = builder.tier(t.clone());
     }
@@ -527,16 +531,19 @@ async fn ordering_round(seed: u64, mode: WriteMode) {
             let mut rng = XorShift(seed.wrapping_mul(31).wrapping_add(worker) | 1);
             for _ in 0..12 {
                 let k = s(keys[rng.below(2) as usize]);
-                match rng.below(10) {
-                    0..=3 => {
+                match rng.below(20) {
+                    0..=7 => {
                         let v = format!("v{}", serial.fetch_add(1, Ordering::SeqCst));
                         cache.insert(&k, &v).await.unwrap();
                     }
-                    4..=5 => {
+                    8..=10 => {
                         cache.remove(&k).await.unwrap();
                     }
-                    6..=8 => {
+                    11..=16 => {
                         cache.get(&k).await.unwrap();
+                    }
+                    17 => {
+                        cache.invalidate_all().await.unwrap();
                     }
                     // An eviction from an upper tier, so later reads promote from below.
                     _ => {
@@ -865,6 +872,14 @@ async fn the_builder_rejects_nonsense() {
             "write-back with one tier",
             b().tier(m())
                 .write_mode(WriteMode::Back { capacity: 1, on_full: OnFull::Wait })
+                .build(),
+        ),
+        (
+            "zero write-back workers",
+            b().tier(m())
+                .tier(mem("n"))
+                .write_mode(WriteMode::Back { capacity: 1, on_full: OnFull::Wait })
+                .writeback_workers(0)
                 .build(),
         ),
         (
