@@ -60,8 +60,8 @@ use crate::{Error, Result};
 pub enum WriteMode {
     /// Every tier is written before the call returns (the default).
     Through,
-    /// The top tier is written before the call returns; the others by a background worker,
-    /// in order, through a queue of at most `capacity` writes.
+    /// The top tier is written before the call returns; the others by background workers,
+    /// in order per key, through a queue of at most `capacity` writes.
     Back {
         /// The most writes waiting at once.
         capacity: usize,
