@@ -655,7 +655,8 @@ impl DiskTierBuilder {
         };
         if !(MIN_REGION_SIZE..=MAX_REGION_SIZE).contains(&region_size) {
             return invalid(format!(
-                "disk tier: region size {region_size} is outside {MIN_REGION_SIZE}..={MAX_REGION_SIZE} bytes"
+                "disk tier: region size {region_size} is outside \
+                 {MIN_REGION_SIZE}..={MAX_REGION_SIZE} bytes"
             ));
         }
         let regions = capacity / region_size;
@@ -792,18 +793,14 @@ impl Inner {
                     Scan::End => break true,
                     Scan::Corrupt { why, skip } => {
                         self.counters.corrupt_entries.incr();
-                        let path = self.region_path(f.slot);
+                        tracing::warn!(
+                            path = %self.region_path(f.slot).display(), offset = at, reason = why,
+                            rest_of_region_dropped = skip.is_none(),
+                            "disk tier: dropping a corrupt entry"
+                        );
                         match skip {
-                            Some(len) => {
-                                tracing::warn!(path = %path.display(), offset = at, reason = why,
-                                    "disk tier: dropping a corrupt entry");
-                                at += len;
-                            }
-                            None => {
-                                tracing::warn!(path = %path.display(), offset = at, reason = why,
-                                    "disk tier: dropping a corrupt entry and the rest of its region");
-                                break false;
-                            }
+                            Some(len) => at += len,
+                            None => break false,
                         }
                     }
                     Scan::Entry(r) => {
@@ -892,7 +889,10 @@ impl Inner {
             }
             let Some(slot) = parse_region_name(name) else { continue };
             if slot >= self.cfg.regions {
-                tracing::info!(path = %path.display(), "disk tier: dropping a region beyond the configured capacity");
+                tracing::info!(
+                    path = %path.display(),
+                    "disk tier: dropping a region beyond the configured capacity"
+                );
                 remove_file(&path)?;
                 continue;
             }
@@ -925,7 +925,10 @@ impl Inner {
                 }
                 Err(why) => {
                     self.counters.corrupt_regions.incr();
-                    tracing::warn!(path = %path.display(), reason = why, "disk tier: dropping a region file");
+                    tracing::warn!(
+                        path = %path.display(), reason = why,
+                        "disk tier: dropping a region file"
+                    );
                     drop(file);
                     remove_file(&path)?;
                 }
@@ -1004,13 +1007,19 @@ impl Inner {
     fn drop_corrupt(&self, key: &[u8], h: u64, loc: Loc, why: &'static str) {
         self.counters.corrupt_entries.incr();
         let path = self.region_path(loc.slot);
-        tracing::warn!(path = %path.display(), offset = loc.offset, reason = why, "disk tier: dropping a corrupt entry");
+        tracing::warn!(
+            path = %path.display(), offset = loc.offset, reason = why,
+            "disk tier: dropping a corrupt entry"
+        );
         let mut w = self.writer.lock();
         if self.shared.read().index.get(&h) != Some(&loc) {
             return;
         }
         if let Err(e) = self.append(&mut w, Kind::Tombstone, None, key, &[]) {
-            tracing::warn!(error = %e, "disk tier: no tombstone for a corrupt entry; a restart may serve an older value");
+            tracing::warn!(
+                error = %e,
+                "disk tier: no tombstone for a corrupt entry; a restart may serve an older value"
+            );
         }
         self.shared.write().index.remove(&h);
     }
@@ -1043,6 +1052,7 @@ impl Inner {
         let mut w = self.writer.lock();
         // A key the index does not hold has nothing on disk that recovery would serve: it was
         // evicted with its region, cleared, or hidden by a newer tombstone or expired entry.
+        // (The exception is an older value behind a write that failed, which was reported.)
         if !self.shared.read().index.contains_key(&h) {
             return Ok(());
         }
@@ -1095,7 +1105,10 @@ impl Inner {
                 Ok(map) => View::Mapped(Arc::new(for_random_reads(map))),
                 Err(e) => {
                     // Reading it with positioned reads works as well, only slower.
-                    tracing::warn!(error = %e, "disk tier: cannot map a sealed region; reading it with pread");
+                    tracing::warn!(
+                        error = %e,
+                        "disk tier: cannot map a sealed region; reading it with pread"
+                    );
                     View::Written(Arc::clone(&a.file))
                 }
             };

@@ -142,7 +142,8 @@ async fn bad_input_gets_clear_errors() {
     let room = 1000 - ENTRY_OVERHEAD - 1;
     let err = tier.put(b"k", forever(&vec![7; room + 1]), deadline()).await.unwrap_err();
     assert!(
-        matches!(err, Error::TooLarge { what: "value", len, max } if len == room + 1 && max == room),
+        matches!(err, Error::TooLarge { what: "value", len, max }
+            if len == room + 1 && max == room),
         "{err}"
     );
     let err = tier.put(&[1; 2000], forever(b""), deadline()).await.unwrap_err();
