@@ -158,8 +158,9 @@ impl Core {
                 Lookup::Queued(PendingOp::Put(e)) if !e.is_expired(now) => {
                     // The queued write is the newest value: back into the top tier with it.
                     let top = &self.slots[0];
-                    let ok = top.put(key, e.clone(), now).await.is_ok();
-                    top.after_write(key, ok);
+                    if top.put(key, e.clone(), now).await.is_ok() {
+                        top.after_write(key, true);
+                    }
                     return Some(e);
                 }
                 Lookup::Queued(_) | Lookup::Cleared => return None,
@@ -189,9 +190,13 @@ impl Core {
     async fn promote(&self, key: &[u8], entry: &TierEntry, found: usize, now: SystemTime) {
         let mut promoted = false;
         for slot in &self.slots[..found] {
-            let ok = slot.put(key, entry.clone(), now).await.is_ok();
-            slot.after_write(key, ok);
-            promoted |= ok;
+            // A failed promotion leaves the tier without the key or with this same value, never
+            // with an older one (a tier gets an older value only from a failed write, which
+            // marked the key already), so only a success changes the key's mark.
+            if slot.put(key, entry.clone(), now).await.is_ok() {
+                slot.after_write(key, true);
+                promoted = true;
+            }
         }
         if promoted && found < self.slots.len() {
             self.slots[found].metrics.promotions.incr();
