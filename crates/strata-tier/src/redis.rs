@@ -137,7 +137,9 @@ impl RedisTierBuilder {
     /// The namespace: keys are stored as `<prefix>:<key>`. Required and non-empty; tiers with
     /// different prefixes on one server never see each other's keys or notices. Prefixes must
     /// not nest: `clear` on prefix `app` would also remove the keys of a prefix `app:v2`,
-    /// since those are `app:v2:<key>`, which lies under `app:`.
+    /// since those are `app:v2:<key>`, which lies under `app:`. In a cluster, a prefix with
+    /// a hash tag (`{app}`) puts every key of the tier in one slot, on one master: multi-key
+    /// commands then work on them, at the cost of spreading no load.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -318,8 +320,8 @@ impl RedisTierBuilder {
 
     /// Connects, subscribes to the invalidation channel and starts the subscriber task.
     ///
-    /// Must run inside a tokio runtime with the time driver. Waits at most about twice the
-    /// connect timeout.
+    /// Must run inside a tokio runtime with the time driver. Each step (a probe connection,
+    /// each pooled connection, the subscription) is bounded by the connect timeout.
     ///
     /// # Errors
     ///
