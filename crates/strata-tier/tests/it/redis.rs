@@ -480,3 +480,46 @@ async fn a_frozen_server_times_out_and_the_dead_subscription_is_noticed() {
     assert_eq!(next_within(&mut rx, Duration::from_secs(15)).await, Some(Invalidation::All));
     assert!(a.stats().resubscriptions >= 1, "{:?}", a.stats());
 }
+
+#[tokio::test]
+async fn unreadable_notices_flush_and_dropping_the_tier_ends_its_subscription() {
+    let Some(server) = RedisServer::start("unreadable_notices_flush") else { return };
+    let t = tier(&server.url(), "sub").await;
+    let mut rx = t.invalidations().expect("invalidations");
+    let mut conn = raw(&server.url()).await;
+    let numsub = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let (_, n): (String, u64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("sub:invalidate")
+                .query_async(&mut conn)
+                .await
+                .expect("PUBSUB NUMSUB");
+            n
+        }
+    };
+    assert_eq!(numsub(&mut conn).await, 1, "the tier subscribes before build returns");
+
+    // A stray publisher (or a newer format) on the channel: any key may be stale.
+    let receivers: u64 = redis::cmd("PUBLISH")
+        .arg("sub:invalidate")
+        .arg("not a notice")
+        .query_async(&mut conn)
+        .await
+        .expect("publish");
+    assert_eq!(receivers, 1);
+    assert_eq!(next_within(&mut rx, Duration::from_secs(5)).await, Some(Invalidation::All));
+
+    drop(t);
+    // The subscriber task is aborted with the tier; its connection closes soon after.
+    let start = Instant::now();
+    while numsub(&mut conn).await != 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the subscription outlived the tier");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        matches!(rx.recv().await, Err(broadcast::error::RecvError::Closed)),
+        "the invalidation stream ends with the tier"
+    );
+}
