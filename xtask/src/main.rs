@@ -23,7 +23,8 @@ jobs:
               stress with every fault kind (kill, torn, redis-down)
   stress      the main job: Strata under mixed load and faults, checked as it runs [--secs N] [--threads T]
               [--tiers memory,disk,redis] [--wal always|interval|never|off] [--faults kill,torn,redis-down] [--report DIR]
-  bench       side-by-side throughput and memory: strata vs moka vs quick_cache [--quick]
+  bench       side by side: strata vs moka vs quick_cache (throughput, memory), WAL, durable cache,
+              disk and Redis tiers against raw rates; one section of ratios at the end [--quick]
   loom        the loom models alone (RUSTFLAGS=--cfg strata_loom)
   audit       advisories (offline RustSec DB), license allow-list, unsafe count and forbid rule
   wal-check   validate a write-ahead log directory, like redis-check-aof: wal-check DIR [--repair]
@@ -41,7 +42,7 @@ fn main() -> Result<()> {
         "loom" => loom(),
         "audit" => audit::run(&rest),
         "stress" => release_bin("stress", &rest),
-        "bench" => release_bin("compare", &rest),
+        "bench" => bench(&rest),
         "hitratio" => hitratio::run(&rest),
         "wal-check" => wal::wal_check(&rest),
         "wal-fuzz" => wal::wal_fuzz(&rest),
@@ -172,6 +173,49 @@ fn stress_with_every_fault() -> Result<()> {
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.push(report.display().to_string());
     release_bin("stress", &args)
+}
+
+/// The side-by-side comparisons: strata vs moka vs quick_cache (throughput and memory), then
+/// the WAL, the durable cache and the tiers against the machine's raw rates, ending in one
+/// section with every bench's summary of ratios. `--quick` passes `--quick` to the in-memory
+/// comparison and runs only the interleaved summaries of the criterion benches (a filter that
+/// matches no criterion benchmark), which is what CI-sized runs want.
+fn bench(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    release_bin("compare", args)?;
+    let mut summaries = Vec::new();
+    for name in ["wal", "durable", "disk_tier", "redis_tier", "tiers"] {
+        let mut cmd = cargo();
+        cmd.args(["bench", "--quiet", "-p", "strata-benches", "--bench", name, "--"]);
+        if quick {
+            cmd.arg("only-the-summaries");
+        }
+        eprintln!("$ {cmd:?}");
+        let out = cmd
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("could not start {cmd:?}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        print!("{text}");
+        if !out.status.success() {
+            bail!("{cmd:?} failed: {}", out.status);
+        }
+        summaries.push((name, summary_lines(&text).join("\n")));
+    }
+    println!("\n# Every comparison of this run (same machine, same process per bench)\n");
+    for (name, lines) in summaries {
+        println!("## {name}\n{lines}\n");
+    }
+    Ok(())
+}
+
+/// The summary a bench prints after its criterion groups: every non-empty line from the
+/// first one that names a summary.
+fn summary_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .skip_while(|l| !l.to_lowercase().contains("summary") && !l.contains(" p50 "))
+        .filter(|l| !l.trim().is_empty())
+        .collect()
 }
 
 /// Builds and runs one of the release binaries of `strata-benches` (stress, compare).
