@@ -24,6 +24,8 @@ const KEYS: u64 = 1000;
 const VALUE: &[u8] = b"xxx";
 /// Requests in the summary runs, as in `redis-benchmark -n 100000`.
 const SUMMARY_REQUESTS: u64 = 100_000;
+/// Alternating rounds of ours and redis-benchmark's in the summary.
+const ROUNDS: usize = 3;
 
 /// A `redis-server` child process, killed on drop.
 struct Server {
@@ -135,6 +137,15 @@ fn redis_benchmark(port: u16, extra: &[&str]) -> Result<f64, String> {
         .ok_or_else(|| format!("no GET rate in redis-benchmark's output: {text:?}"))
 }
 
+/// The median of `v` (NaN when `v` holds a NaN, i.e. a run that could not be measured).
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.iter().any(|x| x.is_nan()) || v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -170,13 +181,33 @@ fn main() {
     }
     group.finish();
 
-    // The summary: our rate and redis-benchmark's, measured back to back on one server.
+    // The summary: our rates and redis-benchmark's, taken in alternating rounds on one server
+    // so that load from other processes on the machine hits both sides alike; the medians and
+    // the median of the per-round ratios are printed.
     let ours = |tier: &Arc<RedisTier>| {
         let took = rt.block_on(gets(tier, SUMMARY_REQUESTS, IN_FLIGHT));
         SUMMARY_REQUESTS as f64 / took.as_secs_f64()
     };
-    let ours_single = ours(&single);
-    let ours_pooled = ours(&pooled);
+    let baselines: [(&str, &[&str]); 2] = [
+        ("redis-benchmark -t get -q (50 clients, no pipelining)", &[]),
+        (
+            "redis-benchmark -t get -q -c 1 -P 64 (one connection, 64 pipelined)",
+            &["-c", "1", "-P", "64"],
+        ),
+    ];
+    let mut rounds: Vec<[f64; 4]> = Vec::new();
+    for _ in 0..ROUNDS {
+        let single_rate = ours(&single);
+        let pooled_rate = ours(&pooled);
+        let mut theirs = [f64::NAN; 2];
+        for (slot, (what, extra)) in theirs.iter_mut().zip(baselines) {
+            match redis_benchmark(server.port, extra) {
+                Ok(rate) => *slot = rate,
+                Err(e) => println!("{what}: {e}"),
+            }
+        }
+        rounds.push([single_rate, pooled_rate, theirs[0], theirs[1]]);
+    }
     let mut latencies: Vec<Duration> = rt.block_on(async {
         let mut v = Vec::with_capacity(20_000);
         for i in 0..20_000u64 {
@@ -189,10 +220,17 @@ fn main() {
     });
     latencies.sort_unstable();
 
-    println!("\n== Redis tier summary (one redis-server on loopback, {SUMMARY_REQUESTS} GETs)");
+    let col = |i: usize| median(rounds.iter().map(|r| r[i]).collect());
+    let ratio =
+        |ours: usize, theirs: usize| median(rounds.iter().map(|r| r[ours] / r[theirs]).collect());
     println!(
-        "RedisTier get, {IN_FLIGHT} in flight, 1 connection : {ours_single:>10.0} gets/s\n\
-         RedisTier get, {IN_FLIGHT} in flight, 4 connections: {ours_pooled:>10.0} gets/s"
+        "\n== Redis tier summary (one redis-server on loopback, {SUMMARY_REQUESTS} GETs per run, median of {ROUNDS} alternating rounds)"
+    );
+    println!(
+        "RedisTier get, {IN_FLIGHT} in flight, 1 connection : {:>10.0} gets/s\n\
+         RedisTier get, {IN_FLIGHT} in flight, 4 connections: {:>10.0} gets/s",
+        col(0),
+        col(1)
     );
     println!(
         "RedisTier get latency, 1 in flight: p50 {:?}  p99 {:?}  p999 {:?}",
@@ -200,22 +238,16 @@ fn main() {
         percentile(&latencies, 0.99),
         percentile(&latencies, 0.999),
     );
-    let baselines: [(&str, &[&str]); 2] = [
-        ("redis-benchmark -t get -q (50 clients, no pipelining)", &[]),
-        (
-            "redis-benchmark -t get -q -c 1 -P 64 (one connection, 64 pipelined)",
-            &["-c", "1", "-P", "64"],
-        ),
-    ];
-    for (what, extra) in baselines {
-        match redis_benchmark(server.port, extra) {
-            Ok(theirs) => println!(
-                "{what}: {theirs:.0} req/s; RedisTier/redis-benchmark = {:.2} (1 connection), {:.2} (4 connections)",
-                ours_single / theirs,
-                ours_pooled / theirs
-            ),
-            Err(e) => println!("{what}: {e}"),
+    for (i, (what, _)) in baselines.iter().enumerate() {
+        let theirs = col(2 + i);
+        if theirs.is_nan() {
+            continue;
         }
+        println!(
+            "{what}: {theirs:.0} req/s; RedisTier/redis-benchmark = {:.2} (1 connection), {:.2} (4 connections)",
+            ratio(0, 2 + i),
+            ratio(1, 2 + i)
+        );
     }
     c.final_summary();
 }

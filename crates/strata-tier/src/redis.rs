@@ -415,8 +415,9 @@ impl RedisTierBuilder {
             .set_factor(2)
             .set_max_delay(max_delay)
             .set_number_of_retries(6)
-            .set_connection_timeout(self.connect_timeout)
-            .set_response_timeout(self.timeout);
+            .set_connection_timeout(self.connect_timeout);
+        // No response timeout in the manager: `bounded` already puts one on every call, and a
+        // second would cost a second timer per call.
         let mut conns = Vec::with_capacity(self.pool_size);
         for _ in 0..self.pool_size {
             let manager = ConnectionManager::new_with_config(client.clone(), config.clone());
