@@ -5,12 +5,13 @@ use crate::clock::{Clock, Epoch, SystemClock};
 use crate::error::{Error, Result};
 use crate::expiry::{Expiry, RemovalCause};
 use crate::loader::Inflight;
-use crate::shard::{Shard, TimeSettings};
+use crate::shard::{Shard, TimeSettings, WindowSync};
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use strata_evict::PolicyConfig;
@@ -304,19 +305,30 @@ where
         let stripes = cores.next_power_of_two().min(64);
         let epoch = Epoch::new(self.clock.now());
         let weighted = self.weigher.is_some();
+        // The first shard's policy sizes the window for all (see `WindowSync`); the cell
+        // starts at its initial share, which every follower starts at too.
+        let mut cell: Option<(Arc<AtomicU64>, u64)> = None;
         let shard_vec: Shards<K, V> = (0..shards)
             .map(|i| {
                 let cap = shard_capacity(capacity, shards, i);
                 let reserve =
                     if weighted { 0 } else { cap.saturating_add(1).min(MAX_RESERVE) as usize };
                 let seed = self.hasher.hash_one(i as u64 ^ 0x5eed_5eed);
-                CachePadded::new(RwLock::new(Shard::new(
-                    self.policy.build(cap, seed),
-                    cap,
-                    reserve,
-                    stripes,
-                    0,
-                )))
+                let (policy, window) = match &cell {
+                    _ if shards == 1 => (self.policy.build(cap, seed), WindowSync::Alone),
+                    None => {
+                        let policy = self.policy.build(cap, seed);
+                        let share = policy.window_share().map_or(0, f64::to_bits);
+                        let shared = Arc::new(AtomicU64::new(share));
+                        cell = Some((Arc::clone(&shared), share));
+                        (policy, WindowSync::Lead { cell: shared, published: share })
+                    }
+                    Some((shared, share)) => (
+                        self.policy.build_follower(cap, seed),
+                        WindowSync::Follow { cell: Arc::clone(shared), applied: *share },
+                    ),
+                };
+                CachePadded::new(RwLock::new(Shard::new(policy, cap, reserve, stripes, 0, window)))
             })
             .collect();
         let (refresh_after, reloader) = match self.refresh {

@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use strata_evict::Policy;
 
@@ -169,6 +170,27 @@ impl<K, V> Removed<K, V> {
     }
 }
 
+/// How a shard's policy takes part in sizing the window (W-TinyLFU's recency region) of the
+/// whole cache.
+///
+/// The shards split one workload by hash, so they see statistically the same requests, and
+/// one adaptation serves all: the first shard's policy adapts (with its miniature
+/// simulations, which cost up to about 86 KiB per instance) and publishes the share it
+/// chose in a cell shared by the shards; the others' policies were built as followers
+/// ([`strata_evict::PolicyConfig::build_follower`]) and adopt the share at their next write.
+/// The cell holds the share's `f64` bits. Its only accesses are relaxed loads and stores of
+/// the whole word, made under the shard's write lock; a follower that reads an older value
+/// adopts the newer one at a later write, so no ordering with other memory is needed (and,
+/// like the deadlines, it needs no loom model).
+pub(crate) enum WindowSync {
+    /// The only shard: its policy adapts for itself.
+    Alone,
+    /// The shard whose policy adapts; `published` is what it last stored in the cell.
+    Lead { cell: Arc<AtomicU64>, published: u64 },
+    /// A shard whose policy follows; `applied` is the last value it adopted from the cell.
+    Follow { cell: Arc<AtomicU64>, applied: u64 },
+}
+
 /// What an insert did, for statistics.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct WriteOutcome {
@@ -196,6 +218,7 @@ pub(crate) struct Shard<K, V> {
     /// `try_lock`, so a drain never blocks another reader. Either way one thread at a time.
     policy: Mutex<Box<dyn Policy>>,
     capacity: u64,
+    window: WindowSync,
 }
 
 /// Packs a read into a buffer record: never zero.
@@ -211,6 +234,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         reserve: usize,
         stripes: usize,
         now: u64,
+        window: WindowSync,
     ) -> Self {
         policy.reserve(reserve);
         let table = HashTable::with_capacity(reserve);
@@ -225,6 +249,31 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
             wheel: Wheel::new(now),
             policy: Mutex::new(policy),
             capacity,
+            window,
+        }
+    }
+
+    /// Publishes the leader's window share, or adopts the latest one published (see
+    /// [`WindowSync`]). Called under the write lock after each write; costs one relaxed
+    /// load and no store while the share stays put.
+    fn sync_window(&mut self) {
+        let policy = self.policy.get_mut();
+        match &mut self.window {
+            WindowSync::Alone => {}
+            WindowSync::Lead { cell, published } => {
+                let share = policy.window_share().map_or(0, f64::to_bits);
+                if share != *published {
+                    *published = share;
+                    cell.store(share, Ordering::Relaxed);
+                }
+            }
+            WindowSync::Follow { cell, applied } => {
+                let share = cell.load(Ordering::Relaxed);
+                if share != *applied {
+                    *applied = share;
+                    policy.set_window_share(f64::from_bits(share));
+                }
+            }
         }
     }
 
@@ -541,6 +590,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
             }
         };
         self.evict_to_capacity(hasher, Some(slot), out, &mut outcome);
+        self.sync_window();
         outcome
     }
 
@@ -707,8 +757,14 @@ mod tests {
     fn a_full_shard_under_churn_keeps_its_table_size_and_finds_every_entry() {
         let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
         let capacity = 1000;
-        let mut shard: Shard<u64, u64> =
-            Shard::new(PolicyConfig::Lru.build(capacity, 1), capacity, 1001, 1, 0);
+        let mut shard: Shard<u64, u64> = Shard::new(
+            PolicyConfig::Lru.build(capacity, 1),
+            capacity,
+            1001,
+            1,
+            0,
+            WindowSync::Alone,
+        );
         let time = TimeSettings::<u64, u64> {
             ttl: None,
             tti: None,
@@ -732,5 +788,34 @@ mod tests {
             assert!(slot.is_some_and(|s| shard.entry(s).value == key), "key {key} lost");
         }
         assert!(shard.find(hasher.hash_one(0u64), &0).is_none());
+    }
+
+    #[test]
+    fn the_first_shard_sizes_the_window_and_the_others_follow_at_their_next_write() {
+        let cache = crate::Cache::<u64, u64>::builder()
+            .max_capacity(40_000)
+            .shards(4)
+            .build()
+            .expect("valid configuration");
+        let share = |i: usize| cache.shard_at(i).write().policy.get_mut().window_share();
+        for i in 0..4 {
+            let (lead, follow) = {
+                let shard = cache.shard_at(i).read();
+                let sync = &shard.window;
+                (matches!(sync, WindowSync::Lead { .. }), matches!(sync, WindowSync::Follow { .. }))
+            };
+            assert_eq!((lead, follow), (i == 0, i > 0), "shard {i}");
+            assert_eq!(share(i), Some(0.01));
+        }
+        // Stand in for an adaptation of the leader; it is published at its next write.
+        cache.shard_at(0).write().policy.get_mut().set_window_share(0.5);
+        assert_eq!(share(1), Some(0.01), "followers adopt a share only when it is published");
+        // Enough keys that every shard is written after the leader.
+        for k in 0..1000 {
+            cache.insert(k, k);
+        }
+        for i in 0..4 {
+            assert_eq!(share(i), Some(0.5), "shard {i}");
+        }
     }
 }

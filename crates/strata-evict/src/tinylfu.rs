@@ -117,6 +117,9 @@ enum Adapter {
     Hill(Climber),
     /// The minis are built at the first eviction, when the cache's entry count is known.
     Mini(Option<Box<MiniSim>>),
+    /// Another instance adapts (as the `Adaptation` says) and the owner passes its
+    /// decisions on through `set_window_share`.
+    Follow(Adaptation),
 }
 
 /// W-TinyLFU with an optionally adaptive window.
@@ -183,6 +186,23 @@ impl TinyLfu {
             seed,
         };
         p.size_regions(capacity, f64::from(window_percent.min(100)) / 100.0);
+        p
+    }
+
+    /// Like [`TinyLfu::new`], but the window does not adapt by itself: it moves only when the
+    /// owner passes on another instance's decision (see
+    /// [`PolicyConfig::build_follower`](crate::PolicyConfig::build_follower)).
+    /// `adaptation` is what that other instance does; it is reported by
+    /// [`TinyLfu::adaptation`] and in the policy's name.
+    pub fn follower(
+        capacity: u64,
+        window_percent: u8,
+        adaptation: Adaptation,
+        doorkeeper: bool,
+        seed: u64,
+    ) -> Self {
+        let mut p = TinyLfu::new(capacity, window_percent, Adaptation::Fixed, doorkeeper, seed);
+        p.adapter = Adapter::Follow(adaptation);
         p
     }
 
@@ -293,7 +313,7 @@ impl TinyLfu {
         let capacity = self.capacity;
         let sample_size = self.sketch.sample_size();
         let decision = match &mut self.adapter {
-            Adapter::Fixed | Adapter::Mini(None) => None,
+            Adapter::Fixed | Adapter::Mini(None) | Adapter::Follow(_) => None,
             Adapter::Hill(c) => {
                 if hit {
                     c.hits += 1;
@@ -332,6 +352,7 @@ impl TinyLfu {
             Adapter::Fixed => Adaptation::Fixed,
             Adapter::Hill(_) => Adaptation::HillClimbing,
             Adapter::Mini(_) => Adaptation::MiniSimulation,
+            Adapter::Follow(a) => a,
         }
     }
 
@@ -476,6 +497,25 @@ impl Policy for TinyLfu {
         self.window_weight + self.main_weight()
     }
 
+    fn window_share(&self) -> Option<f64> {
+        // Where the window is heading: the pending adjustment is applied a bounded number of
+        // entries at a time.
+        let target = (self.window_max as i64).saturating_add(self.pending).max(0);
+        Some(if self.capacity == 0 { 0.0 } else { target as f64 / self.capacity as f64 })
+    }
+
+    fn set_window_share(&mut self, share: f64) {
+        if self.capacity == 0 || share.is_nan() {
+            return;
+        }
+        let target =
+            ((self.capacity as f64 * share.clamp(0.0, 1.0)) as u64).clamp(1, self.capacity);
+        self.pending = target as i64 - self.window_max as i64;
+        if self.pending != 0 {
+            self.climb();
+        }
+    }
+
     fn len(&self) -> usize {
         self.window.len() + self.probation.len() + self.protected.len()
     }
@@ -490,7 +530,7 @@ impl Policy for TinyLfu {
         self.size_regions(capacity, fraction);
         self.pending = 0;
         match &mut self.adapter {
-            Adapter::Fixed => {}
+            Adapter::Fixed | Adapter::Follow(_) => {}
             Adapter::Hill(c) => c.step = STEP_PERCENT * capacity as f64,
             // The minis were sized for the old capacity; rebuild them at the next eviction.
             Adapter::Mini(sim) => *sim = None,
@@ -540,16 +580,13 @@ mod tests {
         assert!(resident.contains(&3), "the scan flushed the hot key");
     }
 
-    #[test]
-    fn windows_grow_on_a_recency_workload() {
-        // A sliding working set: each key is read a few times right after it arrives and
-        // never again, which only a large window (LRU) serves.
-        let mut p = TinyLfu::new(100, 1, Adaptation::HillClimbing, false, 1);
-        let start = p.window_capacity();
+    /// A sliding working set: each key is read a few times right after it arrives and never
+    /// again, which only a large window (LRU) serves. Replays `steps` keys into `p`.
+    fn recency_workload(p: &mut TinyLfu, steps: u64) {
         let mut slots = std::collections::HashMap::new();
         let mut owner = vec![u64::MAX; 200];
         let mut free: Vec<Slot> = (0..200).collect();
-        for k in 0u64..200_000 {
+        for k in 0u64..steps {
             for back in [0u64, 40, 80] {
                 let key = k.saturating_sub(back);
                 if let Some(&s) = slots.get(&key) {
@@ -567,6 +604,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn windows_grow_on_a_recency_workload() {
+        let mut p = TinyLfu::new(100, 1, Adaptation::HillClimbing, false, 1);
+        let start = p.window_capacity();
+        recency_workload(&mut p, 200_000);
         assert!(p.window_capacity() > start, "window stayed at {}", p.window_capacity());
+    }
+
+    #[test]
+    fn a_follower_keeps_its_window_until_given_one() {
+        let mut leader = TinyLfu::new(100, 1, Adaptation::HillClimbing, false, 1);
+        let mut follower = TinyLfu::follower(100, 1, Adaptation::MiniSimulation, false, 2);
+        assert_eq!(follower.name(), "tinylfu");
+        recency_workload(&mut leader, 50_000);
+        recency_workload(&mut follower, 50_000);
+        assert!(matches!(follower.adapter, Adapter::Follow(_)), "a follower built minis");
+        assert_eq!(follower.window_capacity(), 1, "a follower adapted by itself");
+        let share = leader.window_share().expect("W-TinyLFU has a window");
+        assert!(share > 0.01, "the leader did not adapt: {share}");
+        follower.clear();
+        follower.set_window_share(share);
+        assert_eq!(follower.window_share(), Some(share));
+        // The window takes entries a bounded number at a time, as they arrive.
+        recency_workload(&mut follower, 1000);
+        assert_eq!(follower.window_capacity(), (100.0 * share) as u64);
     }
 }
