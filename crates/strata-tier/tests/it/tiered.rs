@@ -1048,3 +1048,166 @@ mod model {
         }
     }
 }
+
+// ---- With a real lower tier ----
+
+/// Memory over the disk tier in write-back mode: `close` drains the queue to disk, and a new
+/// cache over the reopened directory reads every write back (and promotes it).
+#[cfg(feature = "disk")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_back_to_disk_survives_close_and_reopen() {
+    use strata_tier::disk::DiskTier;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || DiskTier::builder(dir.path()).capacity(4 << 20).region_size(1 << 20).open();
+    let disk = Arc::new(open().await.unwrap());
+    let top = mem("top");
+    let cache: TieredCache<u32, String> = TieredCache::builder()
+        .tier(top)
+        .tier(disk.clone())
+        .write_mode(WriteMode::Back { capacity: 32, on_full: OnFull::Wait })
+        .build()
+        .unwrap();
+    for i in 0..200u32 {
+        cache.insert(&i, &format!("value {i}")).await.unwrap();
+    }
+    for i in (0..200u32).step_by(3) {
+        cache.remove(&i).await.unwrap();
+    }
+    cache.close().await;
+    disk.close().await.unwrap();
+    drop(cache);
+    drop(disk);
+
+    let disk = Arc::new(open().await.unwrap());
+    let top = mem("top");
+    let cache: TieredCache<u32, String> =
+        TieredCache::builder().tier(top.clone()).tier(disk).build().unwrap();
+    for i in 0..200u32 {
+        let want = (i % 3 != 0).then(|| format!("value {i}"));
+        assert_eq!(cache.get(&i).await.unwrap(), want, "key {i}");
+    }
+    let mut key = Vec::new();
+    Codec::<u32>::encode(&Postcard::keys(), &1, &mut key).unwrap();
+    assert!(top.get(&key, far()).await.unwrap().is_some(), "promoted from disk");
+    cache.close().await;
+}
+
+/// Waits up to `limit` of real time, in steps of 20 ms, until `cond` holds.
+#[cfg(feature = "redis")]
+async fn within<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not within {limit:?}: {what}");
+}
+
+#[cfg(feature = "redis")]
+async fn near_over_redis(
+    url: String,
+    near: Arc<dyn Tier>,
+    registry: Option<Arc<Registry>>,
+) -> TieredCache<String, String> {
+    let redis = strata_tier::redis::RedisTier::builder(url)
+        .prefix("tiered-test")
+        .timeout(Duration::from_millis(300))
+        .max_reconnect_delay(Duration::from_millis(200))
+        .liveness_interval(Duration::from_millis(200))
+        .build()
+        .await
+        .expect("redis tier");
+    let mut b = TieredCache::builder()
+        .tier(near)
+        .tier(Arc::new(redis))
+        .timeout(Duration::from_millis(500))
+        .circuit_breaker(3, Duration::from_millis(300));
+    if let Some(r) = registry {
+        b = b.metrics(r, "svc");
+    }
+    b.build().expect("tiered cache")
+}
+
+/// Two caches (two "processes") share one Redis: a write or removal through one drops the
+/// other's memory copy within a bounded time.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_caches_sharing_redis_stay_coherent() {
+    let Some(server) = crate::redis_server::RedisServer::start("two_caches_sharing_redis") else {
+        return;
+    };
+    let (near_a, near_b) = (mem("near-a"), mem("near-b"));
+    let a = near_over_redis(server.url(), near_a.clone(), None).await;
+    let b = near_over_redis(server.url(), near_b.clone(), None).await;
+    a.insert(&s("k"), &s("v1")).await.unwrap();
+    assert_eq!(b.get(&s("k")).await.unwrap(), Some(s("v1")), "read through from Redis");
+    assert_eq!(peek_value(&*near_b, "k").await, Some(s("v1")), "promoted into b's memory");
+
+    a.insert(&s("k"), &s("v2")).await.unwrap();
+    within(Duration::from_secs(5), "b's copy dropped after a's write", || async {
+        peek(&*near_b, "k").await.is_none()
+    })
+    .await;
+    assert_eq!(b.get(&s("k")).await.unwrap(), Some(s("v2")));
+
+    a.remove(&s("k")).await.unwrap();
+    within(Duration::from_secs(5), "b's copy dropped after a's removal", || async {
+        peek(&*near_b, "k").await.is_none()
+    })
+    .await;
+    assert_eq!(b.get(&s("k")).await.unwrap(), None);
+    // a's own writes do not bounce back to drop a's copy.
+    a.insert(&s("own"), &s("x")).await.unwrap();
+    assert_eq!(peek_value(&*near_a, "own").await, Some(s("x")));
+    a.close().await;
+    b.close().await;
+}
+
+/// redis-server killed mid-run: the near tier keeps serving, errors are counted, the breaker
+/// opens, and the service comes back after a restart.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_run_degrades_then_recovers() {
+    let Some(mut server) = crate::redis_server::RedisServer::start("redis_killed_mid_run") else {
+        return;
+    };
+    let registry = Arc::new(Registry::new());
+    let near = mem("near");
+    let cache = near_over_redis(server.url(), near.clone(), Some(registry.clone())).await;
+    cache.insert(&s("before"), &s("1")).await.unwrap();
+
+    server.kill();
+    // The lost connection flushes the near tier once (notices may have been missed).
+    within(Duration::from_secs(5), "near tier flushed on connection loss", || async {
+        peek(&*near, "before").await.is_none()
+    })
+    .await;
+    // Writes still land in memory and report Redis; reads are served from memory.
+    let report = cache.insert(&s("during"), &s("2")).await.unwrap();
+    assert_eq!(report.failures().len(), 1, "{report:?}");
+    assert_eq!(report.failures()[0].tier, "redis");
+    assert_eq!(cache.get(&s("during")).await.unwrap(), Some(s("2")));
+    for i in 0..5 {
+        assert_eq!(cache.get(&s(&format!("absent{i}"))).await.unwrap(), None);
+    }
+    let errors = counter(&registry, "strata_tier_errors_total", &[("tier", "svc/redis")]);
+    assert!(errors >= 3, "errors counted: {errors}");
+    assert_eq!(cache.circuit_state("redis"), Some(CircuitState::Open));
+
+    server.restart();
+    // Service resumes: after the cool-down a probe closes the breaker and writes reach Redis.
+    within(Duration::from_secs(10), "writes reach Redis again", || async {
+        cache.insert(&s("after"), &s("3")).await.is_ok_and(|r| r.is_complete())
+    })
+    .await;
+    assert_eq!(cache.circuit_state("redis"), Some(CircuitState::Closed));
+    near.remove(&key("after"), far()).await.unwrap();
+    assert_eq!(cache.get(&s("after")).await.unwrap(), Some(s("3")), "read from Redis");
+    cache.close().await;
+}
