@@ -47,7 +47,9 @@
 //! no reader sees a value before its record is in the log. The wait for durability happens
 //! *after* the lock is released ([`Wal::append_nowait`] then [`Wal::wait_durable`]), so under
 //! [`SyncPolicy::Always`] committers on different shards share one fsync (group commit).
-//! An operation returns once the WAL has honoured the policy.
+//! An operation returns once the WAL has honoured the policy. With
+//! [`DurableOptions::write_buffer`] the records are collected in memory and handed to the OS
+//! in batches (faster, but a process crash then loses the buffered acknowledged writes too).
 //!
 //! **Clear.** [`DurableCache::clear`] must not interleave with writes on other shards (a write
 //! applied in memory before the clear but logged after it would differ between memory and the
@@ -410,11 +412,50 @@ impl<K, V> fmt::Debug for DurableCache<K, V> {
     }
 }
 
-/// A recovered entry, before its value is decoded.
-struct Slot {
-    value: Vec<u8>,
+/// A recovered entry.
+struct Slot<V> {
+    value: V,
     version: u64,
     expires_at: Option<u64>,
+}
+
+/// Per-thread buffers for encoding a single-key write, so that the write path allocates
+/// nothing for its bytes.
+#[derive(Default)]
+struct Scratch {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    record: Vec<u8>,
+}
+
+/// A buffer that grew past this (a large value) is freed after use rather than kept.
+const SCRATCH_KEEP: usize = 256 << 10;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// Runs `f` with this thread's empty scratch buffers (fresh ones if a codec called back into
+/// the cache while they were in use).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            // Cleared before use too: a panic in `f` (in a codec) leaves them as they were.
+            let scratch = &mut *scratch;
+            scratch.key.clear();
+            scratch.value.clear();
+            scratch.record.clear();
+            let out = f(scratch);
+            for buf in [&mut scratch.key, &mut scratch.value, &mut scratch.record] {
+                buf.clear();
+                if buf.capacity() > SCRATCH_KEEP {
+                    *buf = Vec::new();
+                }
+            }
+            out
+        }
+        Err(_) => f(&mut Scratch::default()),
+    })
 }
 
 /// Opens the log, retrying a taken directory lock for a moment before reporting it.
@@ -475,7 +516,8 @@ where
             builder = builder.shards(n);
         }
         let cache = builder.build()?;
-        let (state, mut stats, max_version) = replay(&wal, &dir, &*options.keys)?;
+        let codecs = Codecs { keys: &*options.keys, values: &*options.values };
+        let (state, mut stats, max_version) = replay(&wal, &dir, &codecs)?;
         let now = options.clock.wall();
         for (key, slot) in state {
             let expires_at = slot.expires_at.map(ExpiresAt);
@@ -489,8 +531,7 @@ where
                 },
                 None => None,
             };
-            let value = options.values.decode(&slot.value)?;
-            let stored = Stored { value, version: slot.version, expires_at };
+            let stored = Stored { value: slot.value, version: slot.version, expires_at };
             match remaining {
                 Some(ttl) => cache.insert_with_ttl(key, stored, ttl),
                 None => cache.insert(key, stored),
@@ -600,23 +641,24 @@ where
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         let inner = &*self.inner;
         inner.check_open()?;
-        let mut kb = Vec::new();
-        inner.keys.encode(key, &mut kb)?;
-        let now = inner.clock.wall();
-        let gate = inner.gate.read();
-        let (seq, old) = inner.cache.atomically([key], |a| -> Result<_> {
-            let version = inner.take_versions(1);
-            let mut buf = Vec::with_capacity(kb.len() + 16);
-            LogRecord::Remove(Remove { key: &kb, version })
-                .encode(&mut buf)
-                .map_err(|e| Error::Codec(format!("cannot encode a log record: {e}")))?;
-            let seq = inner.append(&buf)?;
-            let old = a.remove(key)?;
-            Ok((seq, old.filter(|s| s.is_live(now)).map(|s| s.value)))
-        })?;
-        drop(gate);
-        inner.wait(seq)?;
-        Ok(old)
+        with_scratch(|scratch| {
+            let Scratch { key: kb, record: buf, .. } = scratch;
+            inner.keys.encode(key, kb)?;
+            let now = inner.clock.wall();
+            let gate = inner.gate.read();
+            let (seq, old) = inner.cache.atomically([key], |a| -> Result<_> {
+                let version = inner.take_versions(1);
+                LogRecord::Remove(Remove { key: kb, version })
+                    .encode(buf)
+                    .map_err(|e| Error::Codec(format!("cannot encode a log record: {e}")))?;
+                let seq = inner.append(buf)?;
+                let old = a.remove(key)?;
+                Ok((seq, old.filter(|s| s.is_live(now)).map(|s| s.value)))
+            })?;
+            drop(gate);
+            inner.wait(seq)?;
+            Ok(old)
+        })
     }
 
     /// Removes every entry, as one logged operation.
@@ -649,44 +691,44 @@ where
     ) -> Result<Result<u64, u64>> {
         let inner = &*self.inner;
         inner.check_open()?;
-        let mut kb = Vec::new();
-        inner.keys.encode(&key, &mut kb)?;
-        let mut vb = Vec::new();
-        inner.values.encode(&value, &mut vb)?;
-        let now = inner.clock.wall();
-        let gate = inner.gate.read();
-        // The section borrows its keys for the whole call, and the key itself moves into the
-        // cache inside it.
-        let lookup = key.clone();
-        let out = inner.cache.atomically([&lookup], |a| -> Result<_> {
-            if let Some(expected) = expected {
-                let current = a.get(&key)?.filter(|s| s.is_live(now)).map_or(0, |s| s.version);
-                if current != expected {
-                    return Ok(Err(current));
+        with_scratch(|scratch| {
+            let Scratch { key: kb, value: vb, record: buf } = scratch;
+            inner.keys.encode(&key, kb)?;
+            inner.values.encode(&value, vb)?;
+            let now = inner.clock.wall();
+            let gate = inner.gate.read();
+            // The section borrows its keys for the whole call, and the key itself moves into
+            // the cache inside it.
+            let lookup = key.clone();
+            let out = inner.cache.atomically([&lookup], |a| -> Result<_> {
+                if let Some(expected) = expected {
+                    let current = a.get(&key)?.filter(|s| s.is_live(now)).map_or(0, |s| s.version);
+                    if current != expected {
+                        return Ok(Err(current));
+                    }
                 }
+                let version = inner.take_versions(1);
+                LogRecord::Put(Put {
+                    key: kb,
+                    value: vb,
+                    version,
+                    expires_at: expires_at.map(|e| e.0),
+                })
+                .encode(buf)
+                .map_err(|e| Error::Codec(format!("cannot encode a log record: {e}")))?;
+                let seq = inner.append(buf)?;
+                inner.apply_put(a, key, value, version, expires_at, now)?;
+                Ok(Ok((seq, version)))
+            })?;
+            drop(gate);
+            match out {
+                Ok((seq, version)) => {
+                    inner.wait(seq)?;
+                    Ok(Ok(version))
+                }
+                Err(current) => Ok(Err(current)),
             }
-            let version = inner.take_versions(1);
-            let mut buf = Vec::with_capacity(kb.len() + vb.len() + 32);
-            LogRecord::Put(Put {
-                key: &kb,
-                value: &vb,
-                version,
-                expires_at: expires_at.map(|e| e.0),
-            })
-            .encode(&mut buf)
-            .map_err(|e| Error::Codec(format!("cannot encode a log record: {e}")))?;
-            let seq = inner.append(&buf)?;
-            inner.apply_put(a, key, value, version, expires_at, now)?;
-            Ok(Ok((seq, version)))
-        })?;
-        drop(gate);
-        match out {
-            Ok((seq, version)) => {
-                inner.wait(seq)?;
-                Ok(Ok(version))
-            }
-            Err(current) => Ok(Err(current)),
-        }
+        })
     }
 
     /// Clones of the live entries with their values, a few at a time (weakly consistent, as
@@ -907,6 +949,9 @@ where
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "durable cache checkpoint"
             ),
+            // A checkpoint asked for by `DurableCache::checkpoint` is under way: it covers
+            // this request.
+            Err(Error::Wal(strata_wal::Error::CheckpointInProgress)) => {}
             Err(e) => {
                 inner.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "durable cache checkpoint failed; the log keeps growing until one succeeds");
@@ -915,14 +960,30 @@ where
     }
 }
 
+/// The latest write of each key during replay (ahash: SipHash costs a warm restart of a
+/// million keys a tenth of its time).
+type ReplayMap<K, V> = HashMap<K, Slot<V>, ahash::RandomState>;
+
+/// The codecs replay decodes with.
+struct Codecs<'a, K, V> {
+    keys: &'a dyn Codec<K>,
+    values: &'a dyn Codec<V>,
+}
+
 /// Replays the log into a map of the latest write per key; returns it with the recovery
 /// figures and the highest version seen.
-fn replay<K: Hash + Eq + 'static>(
+fn replay<K: Hash + Eq + 'static, V: 'static>(
     wal: &Wal,
     dir: &Path,
-    keys: &dyn Codec<K>,
-) -> Result<(HashMap<K, Slot>, RecoveryStats, u64)> {
-    let mut state: HashMap<K, Slot> = HashMap::new();
+    codecs: &Codecs<'_, K, V>,
+) -> Result<(ReplayMap<K, V>, RecoveryStats, u64)> {
+    // Sized for the snapshot, which holds one record per live key: a warm restart then never
+    // rehashes the map.
+    let snapshot = wal.recovery_report().snapshot_records;
+    let mut state: ReplayMap<K, V> = HashMap::with_capacity_and_hasher(
+        usize::try_from(snapshot).unwrap_or(0).min(1 << 26),
+        ahash::RandomState::new(),
+    );
     let mut stats = RecoveryStats::default();
     let mut max_version = 0u64;
     for rec in wal.replay().map_err(wal_err)? {
@@ -938,11 +999,11 @@ fn replay<K: Hash + Eq + 'static>(
         match decoded {
             LogRecord::Put(p) => {
                 max_version = max_version.max(p.version);
-                replay_put(&mut state, keys, &p)?;
+                replay_put(&mut state, codecs, &p)?;
             }
             LogRecord::Remove(r) => {
                 max_version = max_version.max(r.version);
-                replay_remove(&mut state, keys, &r)?;
+                replay_remove(&mut state, codecs.keys, &r)?;
             }
             LogRecord::Clear { version } => {
                 max_version = max_version.max(version);
@@ -953,11 +1014,11 @@ fn replay<K: Hash + Eq + 'static>(
                     match op {
                         record::Op::Put(p) => {
                             max_version = max_version.max(p.version);
-                            replay_put(&mut state, keys, p)?;
+                            replay_put(&mut state, codecs, p)?;
                         }
                         record::Op::Remove(r) => {
                             max_version = max_version.max(r.version);
-                            replay_remove(&mut state, keys, r)?;
+                            replay_remove(&mut state, codecs.keys, r)?;
                         }
                     }
                 }
@@ -970,29 +1031,31 @@ fn replay<K: Hash + Eq + 'static>(
     Ok((state, stats, max_version))
 }
 
-fn replay_put<K: Hash + Eq + 'static>(
-    state: &mut HashMap<K, Slot>,
-    keys: &dyn Codec<K>,
+/// Applies a logged put if it is newer than what the map holds for its key. The value is
+/// decoded only then: a value superseded by a write already replayed costs no decoding.
+fn replay_put<K: Hash + Eq + 'static, V: 'static>(
+    state: &mut ReplayMap<K, V>,
+    codecs: &Codecs<'_, K, V>,
     p: &Put<'_>,
 ) -> Result<()> {
-    let key = keys.decode(p.key)?;
-    let slot = Slot { value: p.value.to_vec(), version: p.version, expires_at: p.expires_at };
+    let key = codecs.keys.decode(p.key)?;
+    let slot = |value| Slot { value, version: p.version, expires_at: p.expires_at };
     match state.entry(key) {
         Entry::Occupied(mut o) => {
             // An older write than the one held: the snapshot already reflects a later one.
             if o.get().version < p.version {
-                o.insert(slot);
+                o.insert(slot(codecs.values.decode(p.value)?));
             }
         }
         Entry::Vacant(v) => {
-            v.insert(slot);
+            v.insert(slot(codecs.values.decode(p.value)?));
         }
     }
     Ok(())
 }
 
-fn replay_remove<K: Hash + Eq + 'static>(
-    state: &mut HashMap<K, Slot>,
+fn replay_remove<K: Hash + Eq + 'static, V>(
+    state: &mut ReplayMap<K, V>,
     keys: &dyn Codec<K>,
     r: &Remove<'_>,
 ) -> Result<()> {

@@ -9,19 +9,27 @@ fn put<'a>(key: &'a [u8], value: &'a [u8], version: u64) -> Put<'a> {
 fn replay_keeps_the_highest_version_whatever_the_order() -> Result<()> {
     // A snapshot may already reflect writes that the log tail replays after it: the older
     // tail writes must not win.
-    let codec = Postcard::keys();
-    let keys: &dyn Codec<String> = &codec;
+    let (kc, vc) = (Postcard::keys(), Postcard::values());
+    let codecs: Codecs<'_, String, String> = Codecs { keys: &kc, values: &vc };
     let mut k = Vec::new();
-    keys.encode(&"k".to_string(), &mut k)?;
-    let mut state = HashMap::new();
-    replay_put(&mut state, keys, &put(&k, b"new", 20))?;
-    replay_put(&mut state, keys, &put(&k, b"old", 12))?;
-    replay_remove(&mut state, keys, &Remove { key: &k, version: 15 })?;
-    assert_eq!(state.get("k").map(|s| (s.value.as_slice(), s.version)), Some((&b"new"[..], 20)));
+    codecs.keys.encode(&"k".to_string(), &mut k)?;
+    let value = |v: &str| -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        codecs.values.encode(&v.to_string(), &mut out)?;
+        Ok(out)
+    };
+    let (new, old, again) = (value("new")?, value("old")?, value("again")?);
+    let mut state = ReplayMap::default();
+    replay_put(&mut state, &codecs, &put(&k, &new, 20))?;
+    // A superseded value is not even decoded: garbage bytes in it are no error.
+    replay_put(&mut state, &codecs, &put(&k, &[0xff; 3], 12))?;
+    replay_put(&mut state, &codecs, &put(&k, &old, 12))?;
+    replay_remove(&mut state, codecs.keys, &Remove { key: &k, version: 15 })?;
+    assert_eq!(state.get("k").map(|s| (s.value.as_str(), s.version)), Some(("new", 20)));
     // Later writes apply in order; a newer removal removes.
-    replay_remove(&mut state, keys, &Remove { key: &k, version: 21 })?;
+    replay_remove(&mut state, codecs.keys, &Remove { key: &k, version: 21 })?;
     assert!(state.is_empty());
-    replay_put(&mut state, keys, &put(&k, b"again", 22))?;
+    replay_put(&mut state, &codecs, &put(&k, &again, 22))?;
     assert_eq!(state.get("k").map(|s| s.version), Some(22));
     Ok(())
 }
