@@ -91,9 +91,10 @@ where
         // each held its value from its read until now, so all reads so far, this one
         // included, are one consistent state of the cache.
         if !self.reads.is_empty() {
-            let stale = self.reads.iter().any(|(k, r)| {
-                self.current(k, now).map_or(0, |s| s.version) != r.version
-            });
+            let stale = self
+                .reads
+                .iter()
+                .any(|(k, r)| self.current(k, now).map_or(0, |s| s.version) != r.version);
             if stale {
                 self.doomed = true;
                 return Err(Error::Conflict { attempts: self.attempt });
@@ -161,7 +162,8 @@ where
             // read-only transaction from acting on data a crash could take back.
             return Ok(Some(inner.wal.next_seq().saturating_sub(1)));
         }
-        let keys = self.reads.keys().chain(self.writes.keys().filter(|k| !self.reads.contains_key(k)));
+        let keys =
+            self.reads.keys().chain(self.writes.keys().filter(|k| !self.reads.contains_key(k)));
         let now = inner.clock.wall();
         let gate = inner.gate.read();
         let Transaction { reads, writes, .. } = &self;
@@ -197,7 +199,14 @@ where
             for ((key, w), version) in writes.iter().zip(base..) {
                 match w {
                     Write::Put { value, expires_at, .. } => {
-                        inner.apply_put(a, key.clone(), value.clone(), version, *expires_at, now)?;
+                        inner.apply_put(
+                            a,
+                            key.clone(),
+                            value.clone(),
+                            version,
+                            *expires_at,
+                            now,
+                        )?;
                     }
                     Write::Remove { .. } => drop(a.remove(key)?),
                 }
@@ -313,7 +322,10 @@ where
                 handle
                     .spawn_blocking(move || inner.wal.wait_durable(seq).map_err(wal_err))
                     .await
-                    .map_err(|e| Error::Unavailable { tier: "durable".into(), reason: e.to_string() })?
+                    .map_err(|e| Error::Unavailable {
+                        tier: "durable".into(),
+                        reason: e.to_string(),
+                    })?
             }
             Err(_) => self.inner.wait(seq),
         }

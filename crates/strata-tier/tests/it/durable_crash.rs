@@ -78,8 +78,11 @@ fn crash_child() -> anyhow::Result<()> {
                         let to = (from + 1 + rng.below(ACCOUNTS - 1)) % ACCOUNTS;
                         let amount = 1 + rng.below(100) as i64;
                         db.transaction(|tx| -> anyhow::Result<()> {
-                            let a = tx.get(&account(from))?.ok_or_else(|| anyhow::anyhow!("no {from}"))?;
-                            let b = tx.get(&account(to))?.ok_or_else(|| anyhow::anyhow!("no {to}"))?;
+                            let a = tx
+                                .get(&account(from))?
+                                .ok_or_else(|| anyhow::anyhow!("no {from}"))?;
+                            let b =
+                                tx.get(&account(to))?.ok_or_else(|| anyhow::anyhow!("no {to}"))?;
                             tx.insert(account(from), (a.0 - amount, a.1 + 1))?;
                             tx.insert(account(to), (b.0 + amount, b.1 + 1))?;
                             tx.insert(last(t), (0, id))?;
@@ -114,8 +117,9 @@ fn check(dir: &Path, round: usize) -> anyhow::Result<Vec<u64>> {
     let mut sum = 0;
     let mut touches = 0;
     for i in 0..ACCOUNTS {
-        let (balance, touched) =
-            db.get(&account(i)).ok_or_else(|| anyhow::anyhow!("round {round}: account {i} lost"))?;
+        let (balance, touched) = db
+            .get(&account(i))
+            .ok_or_else(|| anyhow::anyhow!("round {round}: account {i} lost"))?;
         sum += balance;
         touches += touched;
     }
@@ -149,7 +153,13 @@ fn sigkill_never_loses_or_tears_an_acknowledged_transaction() -> anyhow::Result<
             break;
         }
         let mut child = Command::new(&exe)
-            .args(["--exact", "durable_crash::crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "durable_crash::crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, tmp.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
