@@ -714,8 +714,9 @@ fn a_write_buffer_loses_nothing_on_close_or_drop() -> anyhow::Result<()> {
     assert_eq!(contents(&db).len(), 200);
     db.close_blocking()?;
     drop(db);
-    let err = DurableCache::open(tmp.path(), opts().sync_policy(SyncPolicy::Always).write_buffer(1))
-        .expect_err("Always with a write buffer");
+    let err =
+        DurableCache::open(tmp.path(), opts().sync_policy(SyncPolicy::Always).write_buffer(1))
+            .expect_err("Always with a write buffer");
     assert!(matches!(err, Error::Wal(strata_wal::Error::InvalidConfig(_))), "{err}");
     Ok(())
 }
