@@ -20,10 +20,11 @@ pub type TierFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>
 pub struct ExpiresAt(pub u64);
 
 impl ExpiresAt {
-    /// The expiry `ttl` after `now`.
+    /// The expiry `ttl` after `now`, at least one millisecond later; a TTL too large to
+    /// represent saturates to the far future (it never expires), never to "now".
     pub fn after(now: SystemTime, ttl: Duration) -> Self {
-        let at = now.checked_add(ttl).unwrap_or(now);
-        ExpiresAt(unix_millis(at).max(unix_millis(now).saturating_add(1)))
+        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        ExpiresAt(unix_millis(now).saturating_add(ttl))
     }
 
     /// Whether the entry is expired at `now` (an entry is live strictly before its expiry).
@@ -106,4 +107,23 @@ pub enum Invalidation {
     Key(Vec<u8>),
     /// Notices may have been lost (the connection dropped): drop every copy held above.
     All,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiries_are_absolute_and_saturate() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let e = ExpiresAt::after(now, Duration::from_secs(5));
+        assert_eq!(e, ExpiresAt(1_005_000));
+        assert!(!e.is_expired(now));
+        assert!(e.is_expired(now + Duration::from_secs(5)));
+        assert_eq!(e.remaining(now), Some(Duration::from_secs(5)));
+        assert_eq!(ExpiresAt::after(now, Duration::from_micros(10)), ExpiresAt(1_000_001));
+        let far = ExpiresAt::after(now, Duration::MAX);
+        assert_eq!(far, ExpiresAt(u64::MAX));
+        assert!(!far.is_expired(now + Duration::from_secs(1 << 40)));
+    }
 }
