@@ -695,7 +695,13 @@ where
             let Scratch { key: kb, value: vb, record: buf } = scratch;
             inner.keys.encode(&key, kb)?;
             inner.values.encode(&value, vb)?;
-            let now = inner.clock.wall();
+            // Wall time matters only to a deadline or a version check; a plain insert skips
+            // the clock read.
+            let now = if expires_at.is_some() || expected.is_some() {
+                inner.clock.wall()
+            } else {
+                SystemTime::UNIX_EPOCH
+            };
             let gate = inner.gate.read();
             // The section borrows its keys for the whole call, and the key itself moves into
             // the cache inside it.
