@@ -37,7 +37,9 @@
 //! are what optimistic transactions and [`DurableCache::compare_and_swap`] validate against,
 //! and what recovery uses to order a snapshot against the log. The counter resumes above
 //! every version in the log (a snapshot ends with a `Floor` record for that), so a version a
-//! client saw is never handed out again for another write.
+//! client saw is never handed out again for another write. (The exception is a write that a
+//! power loss took back under `Interval` or `Never`: its version may be reused, as its value
+//! is lost.)
 //!
 //! **Write path.** Keys and values are encoded first, outside every lock: an encoding error or
 //! an oversized value returns an error and changes nothing. Then, with the key's shard
@@ -489,8 +491,9 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// Opens (creating if needed) the cache stored in `dir`: locks the directory, replays the
-    /// log, drops expired entries, and starts the background checkpoint thread.
+    /// Opens (creating if needed) the cache stored in `dir`: locks the directory (retrying a
+    /// taken lock for about 200 ms), replays the log, drops expired entries, and starts the
+    /// background checkpoint thread.
     ///
     /// # Errors
     ///
