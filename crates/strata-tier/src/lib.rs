@@ -17,10 +17,10 @@ pub mod tiered;
 
 #[cfg(feature = "disk")]
 pub mod disk;
-#[cfg(feature = "redis")]
-pub mod redis;
 #[cfg(feature = "wal")]
 pub mod durable;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use codec::{Codec, Postcard};
 pub use error::{Error, Result};
