@@ -28,6 +28,7 @@ pub(crate) const DEFAULT_ALLOWED: &[&str] = &[
     "Unicode-DFS-2016",
     "Unicode-3.0",
     "MPL-2.0",
+    "CDLA-Permissive-2.0",
 ];
 
 /// An allow-list of SPDX license identifiers.
