@@ -4,6 +4,7 @@ use crate::cache::Cache;
 use crate::shard::{Removed, Shard};
 use crate::{Error, Result};
 use parking_lot::RwLockWriteGuard;
+use std::cell::Cell;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
@@ -16,16 +17,52 @@ use std::time::Duration;
 /// the rest of the program, the whole section happens at one instant.
 pub struct Atomic<'a, K, V, S> {
     cache: &'a Cache<K, V, S>,
-    /// Write guards, sorted by shard index (the order they were taken in).
-    guards: Vec<(usize, RwLockWriteGuard<'a, Shard<K, V>>)>,
-    now: u64,
+    guards: Guards<'a, K, V>,
+    /// The cache's clock, read on first use: a section that only writes without deadlines
+    /// never needs it.
+    now: Cell<Option<u64>>,
     out: Removed<K, V>,
+}
+
+type Guard<'a, K, V> = RwLockWriteGuard<'a, Shard<K, V>>;
+
+/// The write guards of a section, by shard index. One shard (a single-key section, the
+/// durable cache's every plain write) needs no allocation.
+enum Guards<'a, K, V> {
+    One(usize, Guard<'a, K, V>),
+    /// Sorted by shard index, the order they were taken in.
+    Many(Vec<(usize, Guard<'a, K, V>)>),
+}
+
+impl<K, V> Guards<'_, K, V> {
+    fn get(&self, shard: usize) -> Option<&Shard<K, V>> {
+        match self {
+            Guards::One(i, g) => (*i == shard).then_some(&**g),
+            Guards::Many(v) => v.binary_search_by_key(&shard, |(j, _)| *j).ok().map(|at| &*v[at].1),
+        }
+    }
+
+    fn get_mut(&mut self, shard: usize) -> Option<&mut Shard<K, V>> {
+        match self {
+            Guards::One(i, g) => (*i == shard).then_some(&mut **g),
+            Guards::Many(v) => match v.binary_search_by_key(&shard, |(j, _)| *j) {
+                Ok(at) => Some(&mut *v[at].1),
+                Err(_) => None,
+            },
+        }
+    }
+
+    fn shards(&self) -> Vec<usize> {
+        match self {
+            Guards::One(i, _) => vec![*i],
+            Guards::Many(v) => v.iter().map(|(i, _)| *i).collect(),
+        }
+    }
 }
 
 impl<K, V, S> fmt::Debug for Atomic<'_, K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shards: Vec<usize> = self.guards.iter().map(|(i, _)| *i).collect();
-        f.debug_struct("Atomic").field("shards", &shards).finish_non_exhaustive()
+        f.debug_struct("Atomic").field("shards", &self.guards.shards()).finish_non_exhaustive()
     }
 }
 
@@ -69,17 +106,36 @@ where
     where
         K: 'k,
     {
-        let mut shards: Vec<usize> =
-            keys.into_iter().map(|k| self.shard_index(self.hash(k))).collect();
-        shards.sort_unstable();
-        shards.dedup();
-        // Buffered reads go to the policies first, under the read locks, as a plain write
-        // does: the policies then decide evictions with them.
-        for &i in &shards {
-            self.shard_at(i).read().try_drain_shared();
+        // The distinct shards, without allocating for the common single-shard section.
+        let mut first = None;
+        let mut more: Vec<usize> = Vec::new();
+        for k in keys {
+            let i = self.shard_index(self.hash(k));
+            match first {
+                None => first = Some(i),
+                Some(f) if f == i => {}
+                Some(_) => more.push(i),
+            }
         }
-        let guards = shards.iter().map(|&i| (i, self.shard_at(i).write())).collect();
-        let mut section = Atomic { cache: self, guards, now: self.now(), out: Removed::new() };
+        let guards = match first {
+            None => Guards::Many(Vec::new()),
+            Some(i) if more.iter().all(|&j| j == i) => {
+                // Buffered reads go to the policy first, under the read lock, as a plain
+                // write does: the policy then decides evictions with them.
+                self.shard_at(i).read().try_drain_shared();
+                Guards::One(i, self.shard_at(i).write())
+            }
+            Some(i) => {
+                more.push(i);
+                more.sort_unstable();
+                more.dedup();
+                for &j in &more {
+                    self.shard_at(j).read().try_drain_shared();
+                }
+                Guards::Many(more.iter().map(|&j| (j, self.shard_at(j).write())).collect())
+            }
+        };
+        let mut section = Atomic { cache: self, guards, now: Cell::new(None), out: Removed::new() };
         let result = f(&mut section);
         let Atomic { guards, out, .. } = section;
         drop(guards);
@@ -96,9 +152,17 @@ where
 {
     fn locked(&mut self, hash: u64) -> Result<&mut Shard<K, V>> {
         let i = self.cache.shard_index(hash);
-        match self.guards.binary_search_by_key(&i, |(j, _)| *j) {
-            Ok(at) => Ok(&mut self.guards[at].1),
-            Err(_) => Err(Error::NotLocked),
+        self.guards.get_mut(i).ok_or(Error::NotLocked)
+    }
+
+    fn now(&self) -> u64 {
+        match self.now.get() {
+            Some(now) => now,
+            None => {
+                let now = self.cache.now();
+                self.now.set(Some(now));
+                now
+            }
         }
     }
 
@@ -110,9 +174,10 @@ where
     /// [`Error::NotLocked`] if the key's shard is not locked by this section.
     pub fn get(&self, key: &K) -> Result<Option<&V>> {
         let hash = self.cache.hash(key);
-        let i = self.cache.shard_index(hash);
-        let at = self.guards.binary_search_by_key(&i, |(j, _)| *j).map_err(|_| Error::NotLocked)?;
-        Ok(self.guards[at].1.live_value(hash, key, self.now))
+        let shard = self.guards.get(self.cache.shard_index(hash)).ok_or(Error::NotLocked)?;
+        // Only a shard holding timed entries needs the time to tell if one has expired.
+        let now = if shard.is_timed() { self.now() } else { 0 };
+        Ok(shard.live_value(hash, key, now))
     }
 
     /// Inserts or replaces, with the cache-wide expiry settings.
@@ -155,7 +220,8 @@ where
     pub fn remove(&mut self, key: &K) -> Result<Option<V>> {
         let hash = self.cache.hash(key);
         let cache = self.cache;
-        let now = self.now;
+        let timed = self.guards.get(cache.shard_index(hash)).is_some_and(|s| s.is_timed());
+        let now = if timed { self.now() } else { 0 };
         let mut out = std::mem::replace(&mut self.out, Removed::new());
         let before = out.len();
         let result =
