@@ -137,8 +137,12 @@ fn main() {
 
     println!("\n# Heap bytes per entry beyond the 16 bytes of key and value\n");
     println!("# filled: {CAPACITY} distinct keys inserted into an empty cache;");
-    println!("# after the workload: the same, then one pass of the mixed workload above (1 thread),");
-    println!("# so that eviction churn, tombstones and adaptive state have reached a steady state.\n");
+    println!(
+        "# after the workload: the same, then one pass of the mixed workload above (1 thread),"
+    );
+    println!(
+        "# so that eviction churn, tombstones and adaptive state have reached a steady state.\n"
+    );
     let strata = |c: &Strata| c.0.entry_count();
     let rows = [
         ("strata", bytes_per_entry(|| Strata::new(CAPACITY), strata, &keys)),
