@@ -167,9 +167,9 @@ pub trait Policy: Send + Sync + fmt::Debug {
 
 /// Which policy to use, chosen by value.
 ///
-/// Per-slot memory (beyond the owner's own map): 12 bytes for every policy (two links, and
-/// a 28-bit hash tag sharing a word with 4 bits of metadata), plus 4 bytes for the weight
-/// once any entry weighs other than 1;
+/// Per-slot memory (beyond the owner's own map): 12.5 bytes for every policy (two links, a
+/// 32-bit hash tag and 4 bits of metadata), plus 4 bytes for the weight once any entry weighs
+/// other than 1;
 /// S3-FIFO adds a ghost queue of up to one fingerprint per resident entry (about 13 bytes
 /// each); W-TinyLFU adds its frequency sketch, 8 bytes per expected entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,7 +237,7 @@ impl PolicyConfig {
     /// An adaptive W-TinyLFU built here does not adapt by itself: it keeps its initial window
     /// until the owner passes it a share with [`Policy::set_window_share`] (typically the
     /// leader's [`Policy::window_share`]). It so saves the state of the adaptation, which for
-    /// the miniature simulations is up to about 86 KiB per instance. The shards of a hashed
+    /// the miniature simulations is up to about 70 KiB per instance. The shards of a hashed
     /// store see statistically the same workload, so one instance's decision serves all.
     /// Every other policy is built exactly as by `build`.
     ///

@@ -9,9 +9,10 @@
 //! hill climber, which compares one period with the previous and so mistakes a drift of the
 //! workload for the effect of its last step, the minis see the same requests at the same time.
 //!
-//! Cost: each mini holds at most [`MINI_ENTRIES`] entries at about 42 bytes each (node,
-//! sketch share, map entry, key tag), so the four cost at most about 86 KiB per policy
-//! instance, whatever the cache's size; a sampled request costs four small cache operations,
+//! Cost: each mini holds at most [`MINI_ENTRIES`] entries at about 34 bytes each (node,
+//! sketch share, map entry, key tag), so the four cost at most about 70 KiB per policy
+//! instance, whatever the cache's size (a sharded owner runs them in one instance only, see
+//! [`crate::PolicyConfig::build_follower`]); a sampled request costs four small cache operations,
 //! and at most one request in `rate` is sampled. The minis count entries, not weights: for a
 //! weighted cache they model the entry count seen when the cache first filled.
 

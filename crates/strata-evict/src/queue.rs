@@ -10,8 +10,8 @@ const RESIDENT: u8 = 1;
 /// Evicts from the front of one queue. With `PROMOTE`, a read or an update moves the entry to
 /// the back (least recently used); without, order is insertion order (first in, first out).
 ///
-/// Per slot: one 12-byte node (links, hash tag and a residency flag), and 4 bytes of weight
-/// once any entry weighs other than 1.
+/// Per slot: one 12-byte node (links, hash tag) and 4 bits of residency flag, and 4 bytes of
+/// weight once any entry weighs other than 1.
 #[derive(Debug)]
 pub struct Queue<const PROMOTE: bool> {
     nodes: Nodes,

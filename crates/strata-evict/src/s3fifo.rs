@@ -4,7 +4,7 @@
 
 use crate::ghost::Ghost;
 use crate::list::List;
-use crate::nodes::{tag_of, Nodes};
+use crate::nodes::Nodes;
 use crate::{Policy, Slot};
 
 /// Node metadata (4 bits): bit 3 = resident, bit 2 = in the main queue, bits 0-1 = frequency
@@ -15,7 +15,7 @@ const FREQ: u8 = 0x03;
 
 /// S3-FIFO: three FIFO queues, no reordering on reads.
 ///
-/// Per slot: one 12-byte node (the queue bit and a 2-bit frequency live in its metadata) and
+/// Per slot: one 12-byte node and 4 bits of metadata (the queue bit and a 2-bit frequency), and
 /// 4 bytes of weight once any entry weighs other than 1, plus the ghost queue, which remembers up to one fingerprint per resident entry at
 /// about 13 bytes each.
 #[derive(Debug)]
@@ -81,7 +81,7 @@ impl Policy for S3Fifo {
             debug_assert!(false, "slot {slot} inserted twice");
             return;
         }
-        let to_main = self.ghost.contains(tag_of(hash));
+        let to_main = self.ghost.contains(hash as u32);
         let meta = if to_main { RESIDENT | IN_MAIN } else { RESIDENT };
         self.nodes.occupy(slot, hash, weight, meta);
         if to_main {
@@ -94,8 +94,8 @@ impl Policy for S3Fifo {
     }
 
     fn on_access(&mut self, slot: Slot, hash: u64) {
-        if let Some(node) = self.nodes.resident_with_hash(slot, hash) {
-            let meta = node.meta();
+        if self.nodes.resident_with_hash(slot, hash).is_some() {
+            let meta = self.nodes.meta(slot);
             if meta & FREQ < FREQ {
                 self.nodes.set_meta(slot, meta + 1);
             }
@@ -103,8 +103,10 @@ impl Policy for S3Fifo {
     }
 
     fn on_update(&mut self, slot: Slot, weight: u32) {
-        let Some(node) = self.nodes.resident(slot) else { return };
-        let (old, meta) = (u64::from(self.nodes.weight(slot)), node.meta());
+        if self.nodes.resident(slot).is_none() {
+            return;
+        }
+        let (old, meta) = (u64::from(self.nodes.weight(slot)), self.nodes.meta(slot));
         if meta & IN_MAIN != 0 {
             self.main_weight = self.main_weight - old + u64::from(weight);
         } else {
@@ -131,7 +133,7 @@ impl Policy for S3Fifo {
             if self.small_weight > self.small_target() || self.main.len() == 0 {
                 let slot = self.small.front()?;
                 let node = *self.nodes.node(slot);
-                if node.meta() & FREQ >= 1 {
+                if self.nodes.meta(slot) & FREQ >= 1 {
                     // Read while in probation: promote to main with a fresh frequency.
                     let weight = u64::from(self.nodes.weight(slot));
                     self.small.unlink(&mut self.nodes, slot);

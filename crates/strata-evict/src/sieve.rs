@@ -13,8 +13,8 @@ const VISITED: u8 = 2;
 /// SIEVE: lazy promotion (a read sets a bit, nothing moves) and quick demotion (new entries
 /// that are never read leave at the hand's next pass).
 ///
-/// Per slot: one 12-byte node (the visited bit lives in its metadata), and 4 bytes of weight
-/// once any entry weighs other than 1.
+/// Per slot: one 12-byte node and 4 bits of metadata (where the visited bit lives), and 4
+/// bytes of weight once any entry weighs other than 1.
 #[derive(Debug)]
 pub struct Sieve {
     nodes: Nodes,

@@ -124,8 +124,8 @@ enum Adapter {
 
 /// W-TinyLFU with an optionally adaptive window.
 ///
-/// Per slot: one 12-byte node (links, hash tag, region), and 4 bytes of weight once any entry
-/// weighs other than 1; per expected entry,
+/// Per slot: one 12-byte node (links, hash tag) and 4 bits of region, and 4 bytes of weight
+/// once any entry weighs other than 1; per expected entry,
 /// 8 bytes of frequency sketch (see the sketch's module documentation).
 #[derive(Debug)]
 pub struct TinyLfu {
@@ -436,7 +436,7 @@ impl Policy for TinyLfu {
 
     fn on_access(&mut self, slot: Slot, hash: u64) {
         let Some(node) = self.nodes.resident_with_hash(slot, hash) else { return };
-        let (tag, region) = (node.tag(), node.meta());
+        let (tag, region) = (node.tag(), self.nodes.meta(slot));
         self.sketch.increment(tag);
         self.promote(slot, region);
         self.record(true, tag);
@@ -444,7 +444,8 @@ impl Policy for TinyLfu {
 
     fn on_update(&mut self, slot: Slot, weight: u32) {
         let Some(node) = self.nodes.resident(slot) else { return };
-        let (tag, region, old) = (node.tag(), node.meta(), u64::from(self.nodes.weight(slot)));
+        let (tag, region, old) =
+            (node.tag(), self.nodes.meta(slot), u64::from(self.nodes.weight(slot)));
         let (_, total) = self.list_mut(region);
         *total = *total - old + u64::from(weight);
         self.nodes.set_weight(slot, weight);
