@@ -464,6 +464,11 @@ impl Shared {
             }
             d.leader = true;
             drop(d);
+            // The appenders the previous sync released are about to append again: give them
+            // the processor for a moment so that this sync covers their records too, instead
+            // of alternating small and large groups. Costs one yield against an fsync of
+            // hundreds of microseconds.
+            std::thread::yield_now();
             let fetched = {
                 let mut log = self.log.lock();
                 self.write_out(&mut log)
