@@ -1,4 +1,6 @@
-//! Get latency of the tiered cache for a hit in each tier: the memory tier alone, a
+//! Get latency of the tiered cache for a hit in each tier: the memory tier alone, the disk
+//! tier alone (its files in the page cache; the Redis tier's hit latency is printed by the
+//! `redis_tier` bench, which starts its own server), a
 //! `TieredCache` hit in its top tier, and a hit in its second tier (the top copy removed
 //! before each read, so every read goes down, finds the entry and promotes it).
 //!
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion};
 use strata_metrics::Histogram;
+use strata_tier::disk::DiskTier;
 use strata_tier::memory::MemoryTier;
 use strata_tier::tiered::TieredCache;
 use strata_tier::{Codec, Postcard, Tier};
@@ -23,6 +26,9 @@ struct Setup {
     top: Arc<MemoryTier>,
     memory: Arc<MemoryTier>,
     cache: TieredCache<u64, Vec<u8>>,
+    /// The disk tier alone, its files in `_dir` (in the page cache after the fill).
+    disk: Arc<DiskTier>,
+    _dir: tempfile::TempDir,
 }
 
 fn setup() -> Setup {
@@ -32,17 +38,22 @@ fn setup() -> Setup {
         Arc::new(MemoryTier::builder().name("below").max_bytes(16 << 20).build().expect("below"));
     let memory =
         Arc::new(MemoryTier::builder().name("alone").max_bytes(16 << 20).build().expect("alone"));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let disk = Arc::new(
+        DiskTier::builder(dir.path().join("disk")).capacity(64 << 20).build().expect("disk tier"),
+    );
     let cache = rt.block_on(async {
         let cache: TieredCache<u64, Vec<u8>> =
             TieredCache::builder().tier(top.clone()).tier(below).build().expect("tiered cache");
         for k in 0..KEYS {
             cache.insert(&k, &vec![7; VALUE_LEN]).await.expect("insert");
             let entry = strata_tier::TierEntry { value: vec![7; VALUE_LEN], expires_at: None };
-            memory.put(&k.to_le_bytes(), entry, far()).await.expect("put");
+            memory.put(&k.to_le_bytes(), entry.clone(), far()).await.expect("put");
+            disk.put(&k.to_le_bytes(), entry, far()).await.expect("put");
         }
         cache
     });
-    Setup { rt, top, memory, cache }
+    Setup { rt, top, memory, cache, disk, _dir: dir }
 }
 
 fn far() -> Instant {
@@ -79,6 +90,12 @@ fn print_percentiles(s: &Setup) {
         black_box(s.rt.block_on(s.memory.get(&k, far())).expect("get"));
         t.elapsed()
     });
+    percentiles("disk tier get (hit)", N, |i| {
+        let k = (i % KEYS).to_le_bytes();
+        let t = Instant::now();
+        black_box(s.rt.block_on(s.disk.get(&k, far())).expect("get"));
+        t.elapsed()
+    });
     percentiles("tiered get, top-tier hit", N, |i| {
         let k = i % KEYS;
         let t = Instant::now();
@@ -101,6 +118,12 @@ fn benches(c: &mut Criterion, s: &Setup) {
         b.iter(|| {
             i = (i + 1) % KEYS;
             black_box(s.rt.block_on(s.memory.get(&i.to_le_bytes(), far())).expect("get"))
+        });
+    });
+    g.bench_function("disk_tier", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(s.rt.block_on(s.disk.get(&i.to_le_bytes(), far())).expect("get"))
         });
     });
     g.bench_function("tiered_top", |b| {
