@@ -175,7 +175,7 @@ impl<K, V> Removed<K, V> {
 ///
 /// The shards split one workload by hash, so they see statistically the same requests, and
 /// one adaptation serves all: the first shard's policy adapts (with its miniature
-/// simulations, which cost up to about 86 KiB per instance) and publishes the share it
+/// simulations, which cost up to about 70 KiB per instance) and publishes the share it
 /// chose in a cell shared by the shards; the others' policies were built as followers
 /// ([`strata_evict::PolicyConfig::build_follower`]) and adopt the share at their next write.
 /// The cell holds the share's `f64` bits. Its only accesses are relaxed loads and stores of
