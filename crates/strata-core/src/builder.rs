@@ -328,6 +328,10 @@ where
                         WindowSync::Follow { cell: Arc::clone(shared), applied: *share },
                     ),
                 };
+                let mut policy = policy;
+                if weighted {
+                    policy.weighted_capacity();
+                }
                 CachePadded::new(RwLock::new(Shard::new(policy, cap, reserve, stripes, 0, window)))
             })
             .collect();

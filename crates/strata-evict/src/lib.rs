@@ -146,6 +146,13 @@ pub trait Policy: Send + Sync + fmt::Debug {
         let _ = entries;
     }
 
+    /// Tells the policy that its capacity counts weight units, not entries, so how many
+    /// entries it will hold is unknown: state sized per expected entry (W-TinyLFU's frequency
+    /// sketch) starts small and grows with the resident count instead of being sized from
+    /// the capacity, which for a cache bounded in bytes would mean a counter per byte. The
+    /// default ignores it.
+    fn weighted_capacity(&mut self) {}
+
     /// The share of the capacity (0 to 1) that the policy gives, or is moving, to its
     /// recency region (W-TinyLFU's window); `None` for policies without one (the default).
     ///

@@ -66,6 +66,17 @@ impl FrequencySketch {
         self.sample_size
     }
 
+    /// The heap bytes of the counters and the doorkeeper.
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        (self.table.len() + self.door.len()) * std::mem::size_of::<u64>()
+    }
+
+    /// An empty sketch like this one (same salt and doorkeeper), sized for `entries`.
+    pub(crate) fn resized(&self, entries: usize) -> Self {
+        FrequencySketch::new(entries, self.salt, !self.door.is_empty())
+    }
+
     /// Grows the sketch (forgetting its counts) once the cache holds more than twice what it
     /// was sized for; weighted caches do not know their entry count in advance. (Growing at
     /// the first overshoot would wipe the counts of every unweighted cache as it fills.)

@@ -410,7 +410,19 @@ impl TinyLfu {
     }
 }
 
+/// The entries a weighted cache's sketch is first sized for (see
+/// [`Policy::weighted_capacity`]): 8 KiB of counters.
+const WEIGHTED_SKETCH_START: usize = 1024;
+
 impl Policy for TinyLfu {
+    fn weighted_capacity(&mut self) {
+        // Start as a sketch for a few thousand entries; `on_insert` grows it as the
+        // resident count passes twice its size.
+        let entries =
+            usize::try_from(self.capacity).unwrap_or(usize::MAX).min(WEIGHTED_SKETCH_START);
+        self.sketch = self.sketch.resized(entries);
+    }
+
     fn reserve(&mut self, entries: usize) {
         self.nodes.reserve(entries);
     }
@@ -558,6 +570,22 @@ impl Policy for TinyLfu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cache bounded in bytes must not get a counter per byte: 64 MiB of capacity once
+    /// made a 512 MiB sketch. Told its capacity is weight, the sketch starts small and grows
+    /// with the resident count.
+    #[test]
+    fn a_weighted_capacity_sizes_the_sketch_by_entries_not_weight() {
+        let mut p = TinyLfu::new(8 << 20, 1, Adaptation::Fixed, false, 7);
+        assert!(p.sketch.heap_bytes() >= 8 << 20, "unweighted: sized from the capacity");
+        p.weighted_capacity();
+        assert!(p.sketch.heap_bytes() <= 16 << 10, "{} bytes", p.sketch.heap_bytes());
+        for s in 0..20_000u32 {
+            p.on_insert(s, u64::from(s).wrapping_mul(0x9e37_79b9_7f4a_7c15), 1_000);
+        }
+        let bytes = p.sketch.heap_bytes();
+        assert!((20_000 * 8..=20_000 * 8 * 8).contains(&bytes), "grew with the entries: {bytes}");
+    }
 
     #[test]
     fn a_popular_key_survives_a_scan() {
