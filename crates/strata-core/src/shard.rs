@@ -355,6 +355,9 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         if t.gen == gen && at < t.scheduled && self.slab[slot as usize].is_some() {
             t.scheduled = at;
             self.wheel.schedule(Rec { slot, gen, at });
+            if self.wheel.needs_compaction(self.table.len()) {
+                self.compact_wheel();
+            }
         }
     }
 
@@ -515,7 +518,22 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         if expire_at != NEVER {
             let rec = Rec { slot, gen: t.gen, at: expire_at };
             self.wheel.schedule(rec);
+            if self.wheel.needs_compaction(self.table.len()) {
+                self.compact_wheel();
+            }
         }
+    }
+
+    /// Drops the wheel records that no longer stand for a live deadline (the same test
+    /// `expire` applies when they come due), so that the wheel stays proportional to the
+    /// entries however fast they are rewritten.
+    fn compact_wheel(&mut self) {
+        let Shard { wheel, timing, slab, .. } = self;
+        wheel.retain(|rec| {
+            let i = rec.slot as usize;
+            slab.get(i).is_some_and(Option::is_some)
+                && timing.get(i).is_some_and(|t| t.gen == rec.gen && t.scheduled == rec.at)
+        });
     }
 
     /// Inserts or replaces. `weight` has been checked to fit the shard's capacity.
@@ -750,6 +768,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wheel::COMPACTION_BOUND;
     use std::time::Instant;
     use strata_evict::PolicyConfig;
 
@@ -788,6 +807,44 @@ mod tests {
             assert!(slot.is_some_and(|s| shard.entry(s).value == key), "key {key} lost");
         }
         assert!(shard.find(hasher.hash_one(0u64), &0).is_none());
+    }
+
+    /// Rewriting a few keys with a long TTL leaves a stale wheel record per write; the wheel
+    /// must stay proportional to the entries, not to the writes.
+    #[test]
+    fn rewrites_with_a_ttl_do_not_grow_the_wheel_without_bound() {
+        let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let mut shard: Shard<u64, u64> =
+            Shard::new(PolicyConfig::Lru.build(100, 1), 100, 101, 1, 0, WindowSync::Alone);
+        let time = TimeSettings::<u64, u64> {
+            ttl: None,
+            tti: None,
+            expiry: None,
+            refresh: None,
+            epoch: Epoch::new(Instant::now()),
+        };
+        let ttl = Some(std::time::Duration::from_secs(3600));
+        let mut most = 0;
+        for i in 0..100_000u64 {
+            let key = i % 100;
+            let mut out = Removed::new();
+            shard.insert(&hasher, &time, hasher.hash_one(key), key, i, 1, ttl, 1, &mut out);
+            most = most.max(shard.wheel.len());
+        }
+        assert_eq!(shard.len(), 100);
+        assert!(
+            most <= 2 * 100 + COMPACTION_BOUND,
+            "the wheel held {most} records for 100 entries"
+        );
+        // Compaction keeps every live deadline: each entry still expires.
+        let later = 3601 * 1_000_000_000;
+        let mut out = Removed::new();
+        for _ in 0..1000 {
+            if shard.expire(&hasher, later, EXPIRY_BUDGET, &mut out).0 {
+                break;
+            }
+        }
+        assert_eq!(shard.len(), 0, "every entry expired");
     }
 
     #[test]

@@ -46,7 +46,16 @@ pub(crate) struct Wheel {
     due: Vec<Rec>,
     overflow: Vec<Rec>,
     current: u64,
+    /// Records scheduled since the last count: an upper bound on how many the wheel holds
+    /// (handing records out does not lower it). See [`Wheel::needs_compaction`].
+    scheduled: usize,
 }
+
+/// Records the wheel may hold beyond twice the live entries before it is compacted.
+const COMPACTION_SLACK: usize = 4096;
+/// The most records beyond twice the live entries the wheel can hold (tests check it).
+#[cfg(test)]
+pub(crate) const COMPACTION_BOUND: usize = COMPACTION_SLACK + 1;
 
 fn tick(at: u64) -> u64 {
     at >> TICK_SHIFT
@@ -64,11 +73,13 @@ impl Wheel {
             due: Vec::new(),
             overflow: Vec::new(),
             current: tick(now),
+            scheduled: 0,
         }
     }
 
     /// Schedules a check of `rec` at `rec.at`.
     pub(crate) fn schedule(&mut self, rec: Rec) {
+        self.scheduled += 1;
         let t = tick(rec.at).max(self.current + 1);
         let level = (63 - (t ^ self.current).leading_zeros()) / BITS;
         let level = level as usize;
@@ -79,6 +90,45 @@ impl Wheel {
         let b = digit(t, level);
         self.buckets[level * SLOTS + b].push(rec);
         self.occupied[level] |= 1 << b;
+    }
+
+    /// Whether the wheel may hold more than about twice `live` records. Records of entries
+    /// that were overwritten, removed or evicted stay until their deadline (they are dropped
+    /// when they come due), so a cache that writes faster than its TTL turns over would grow
+    /// the wheel without bound; the owner then drops the stale ones with [`Wheel::retain`].
+    /// `scheduled` counts from the last compaction, so the work is amortized: at least
+    /// `live + COMPACTION_SLACK` schedules between two compactions of at most that many.
+    pub(crate) fn needs_compaction(&self, live: usize) -> bool {
+        self.scheduled > 2 * live + COMPACTION_SLACK
+    }
+
+    /// Keeps only the records `keep` accepts, and gives back the memory of the others.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Rec) -> bool) {
+        let mut held = 0;
+        for (i, bucket) in self.buckets.iter_mut().enumerate() {
+            if bucket.is_empty() {
+                continue;
+            }
+            bucket.retain(&mut keep);
+            if bucket.is_empty() {
+                *bucket = Vec::new();
+                self.occupied[i / SLOTS] &= !(1 << (i % SLOTS));
+            } else if bucket.capacity() > 2 * bucket.len() + 8 {
+                bucket.shrink_to_fit();
+            }
+            held += bucket.len();
+        }
+        self.due.retain(&mut keep);
+        self.overflow.retain(&mut keep);
+        self.due.shrink_to_fit();
+        self.overflow.shrink_to_fit();
+        self.scheduled = held + self.due.len() + self.overflow.len();
+    }
+
+    /// How many records the wheel holds.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.buckets.iter().map(Vec::len).sum::<usize>() + self.due.len() + self.overflow.len()
     }
 
     /// Whether any record is scheduled.
@@ -94,6 +144,7 @@ impl Wheel {
         self.occupied = [0; LEVELS];
         self.due = Vec::new();
         self.overflow = Vec::new();
+        self.scheduled = 0;
     }
 
     /// Hands every record due by `now` to `on_due`, at most `budget` records in all (due or
