@@ -135,6 +135,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strata_core::{Cache, Clock, SystemClock};
+use strata_metrics::Registry;
 use strata_wal::{CheckpointInfo, RecoveryMode, SyncPolicy, Wal};
 
 use crate::{Codec, Error, ExpiresAt, Postcard, Result};
@@ -171,6 +172,7 @@ pub struct DurableOptions<K, V> {
     keys: Arc<dyn Codec<K>>,
     values: Arc<dyn Codec<V>>,
     clock: Arc<dyn Clock>,
+    metrics: Option<(Arc<Registry>, String)>,
 }
 
 impl<K, V> fmt::Debug for DurableOptions<K, V> {
@@ -225,6 +227,7 @@ impl<K, V> DurableOptions<K, V> {
             keys: Arc::new(keys),
             values: Arc::new(values),
             clock: Arc::new(SystemClock),
+            metrics: None,
         }
     }
 
@@ -292,6 +295,14 @@ impl<K, V> DurableOptions<K, V> {
     /// The clock: monotonic time for the in-memory cache, wall time for expiry deadlines.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Records the cache's statistics (hits, misses, inserts, evictions, ...) and the
+    /// log's (appends, bytes, fsyncs with latency, checkpoints, recovery) in `registry`,
+    /// labelled `name`, for [`strata_metrics::TextEncoder`] or a `Recorder`.
+    pub fn metrics(mut self, registry: Arc<Registry>, name: impl Into<String>) -> Self {
+        self.metrics = Some((registry, name.into()));
         self
     }
 
@@ -512,9 +523,16 @@ where
             .segment_size(options.segment_size)
             .max_record_size(options.max_record_size)
             .write_buffer(options.write_buffer);
+        let builder = match &options.metrics {
+            Some((registry, name)) => builder.metrics(Arc::clone(registry), name.clone()),
+            None => builder,
+        };
         let wal = open_wal(builder)?;
         let mut builder =
             Cache::builder().max_capacity(options.capacity).clock(options.clock.clone());
+        if let Some((registry, name)) = &options.metrics {
+            builder = builder.metrics(Arc::clone(registry), name.clone());
+        }
         if let Some(n) = options.shards {
             builder = builder.shards(n);
         }

@@ -821,3 +821,34 @@ fn the_observed_history_is_serializable() -> anyhow::Result<()> {
     assert_eq!(history.len(), 2_000);
     Ok(())
 }
+
+/// The durable cache's statistics and its log's reach a registry: a write, a read and a
+/// restart show up in the Prometheus text under the names the catalogue gives them.
+#[test]
+fn statistics_and_log_metrics_reach_the_registry() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains("orders"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    {
+        let registry = Arc::new(strata_metrics::Registry::new());
+        let db = DurableCache::open(dir.path(), opts().metrics(Arc::clone(&registry), "orders"))?;
+        db.insert("a".to_string(), 1)?;
+        db.insert("b".to_string(), 2)?;
+        assert_eq!(db.get(&"a".to_string()), Some(1));
+        db.close_blocking()?;
+        let text = registry.render_prometheus();
+        assert!(metric(&text, "strata_cache_inserts_total") >= 2.0, "{text}");
+        assert!(metric(&text, "strata_cache_hits_total") >= 1.0, "{text}");
+        assert!(metric(&text, "strata_wal_appends_total") >= 2.0, "{text}");
+    }
+    let registry = Arc::new(strata_metrics::Registry::new());
+    let db = DurableCache::open(dir.path(), opts().metrics(Arc::clone(&registry), "orders"))?;
+    let text = registry.render_prometheus();
+    assert!(metric(&text, "strata_wal_recovered_records_total") >= 2.0, "{text}");
+    db.close_blocking()?;
+    Ok(())
+}
