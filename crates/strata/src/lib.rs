@@ -17,7 +17,7 @@ pub use strata_tier as tier;
 pub use strata_tier::disk::DiskTier;
 /// The durable cache and its transactions (feature `wal`).
 #[cfg(feature = "wal")]
-pub use strata_tier::durable::{DurableCache, DurableOptions, Transaction};
+pub use strata_tier::durable::{DurableCache, DurableOptions, RecoveryStats, Transaction};
 /// The memory tier (feature `tier`).
 #[cfg(feature = "tier")]
 pub use strata_tier::memory::MemoryTier;
