@@ -152,15 +152,16 @@ fn raw_fsync(c: &mut Criterion) {
 
 /// Appends 64-byte records from `threads` threads for `window`; returns how many were
 /// acknowledged.
-fn appends_for(wal: &Wal, threads: usize, window: Duration) -> u64 {
+fn appends_for(wal: &Wal, threads: usize, size: usize, window: Duration) -> u64 {
     let stop = AtomicBool::new(false);
     let done = AtomicU64::new(0);
+    let record = vec![0xa5u8; size];
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    wal.append(&[0xa5u8; 64]).expect("append");
+                    wal.append(&record).expect("append");
                     n += 1;
                 }
                 done.fetch_add(n, Ordering::Relaxed);
@@ -173,9 +174,9 @@ fn appends_for(wal: &Wal, threads: usize, window: Duration) -> u64 {
 }
 
 /// A plain-timed comparison printed beside criterion's figures: the raw fsync rate, and group
-/// commit against one fsync per append with 8 appenders of 64-byte records. The fsync latency
-/// of a shared or virtual disk drifts from second to second, so the three are measured in
-/// interleaved slices of 300 ms, five rounds, and summed.
+/// commit against one fsync per append with 8 appenders, for 64-byte and 4 KiB records. The
+/// fsync latency of a shared or virtual disk drifts from second to second, so the contenders
+/// are measured in interleaved slices of 300 ms, five rounds, and summed.
 fn summary(_: &mut Criterion) {
     let slice = Duration::from_millis(300);
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -184,7 +185,9 @@ fn summary(_: &mut Criterion) {
     let single = open(single_dir.path(), SyncPolicy::Always, false);
     let grouped_dir = tempfile::tempdir().expect("tempdir");
     let grouped = open(grouped_dir.path(), SyncPolicy::Always, true);
-    let (mut syncs, mut one, mut group) = (0u64, 0u64, 0u64);
+    let sizes = [64usize, 4096];
+    let mut syncs = 0u64;
+    let (mut one, mut group) = ([0u64; 2], [0u64; 2]);
     for _ in 0..5 {
         let start = Instant::now();
         while start.elapsed() < slice {
@@ -192,16 +195,24 @@ fn summary(_: &mut Criterion) {
             file.sync_data().expect("fdatasync");
             syncs += 1;
         }
-        one += appends_for(&single, 8, slice);
-        group += appends_for(&grouped, 8, slice);
+        for (i, &size) in sizes.iter().enumerate() {
+            one[i] += appends_for(&single, 8, size, slice);
+            group[i] += appends_for(&grouped, 8, size, slice);
+        }
     }
     let secs = slice.as_secs_f64() * 5.0;
-    let (fsync_rate, one, group) = (syncs as f64 / secs, one as f64 / secs, group as f64 / secs);
-    println!(
-        "\nwal summary (interleaved): raw fdatasync {fsync_rate:.0}/s; Always, 8 appenders, 64 B: \
-         one fsync per append {one:.0} appends/s, group commit {group:.0} appends/s ({:.1}x)",
-        group / one
-    );
+    let rate = |n: u64| n as f64 / secs;
+    let mut line = format!("\nwal summary (interleaved): raw fdatasync {:.0}/s", rate(syncs));
+    for (i, size) in sizes.iter().enumerate() {
+        line += &format!(
+            "; Always, 8 appenders, {size} B: one fsync per append {:.0} appends/s, group commit \
+             {:.0} appends/s ({:.1}x)",
+            rate(one[i]),
+            rate(group[i]),
+            rate(group[i]) / rate(one[i]).max(1e-9)
+        );
+    }
+    println!("{line}");
 }
 
 // `criterion_group!` defines an undocumented public function; it is not API.
