@@ -468,7 +468,17 @@ impl Shared {
             // the processor for a moment so that this sync covers their records too, instead
             // of alternating small and large groups. Costs one yield against an fsync of
             // hundreds of microseconds.
-            std::thread::yield_now();
+            // Keep yielding while records keep arriving (a few times at most), so that a
+            // burst of appenders all make this sync.
+            let mut seen = self.log.lock().next_seq;
+            for _ in 0..4 {
+                std::thread::yield_now();
+                let now = self.log.lock().next_seq;
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
             let fetched = {
                 let mut log = self.log.lock();
                 self.write_out(&mut log)
