@@ -119,7 +119,8 @@ where
         }
         let guards = match first {
             None => Guards::Many(Vec::new()),
-            Some(i) if more.iter().all(|&j| j == i) => {
+            // `more` holds only shards other than the first one.
+            Some(i) if more.is_empty() => {
                 // Buffered reads go to the policy first, under the read lock, as a plain
                 // write does: the policy then decides evictions with them.
                 self.shard_at(i).read().try_drain_shared();

@@ -169,8 +169,8 @@ where
         let mut bytes = Vec::new();
         self.values.encode(value, &mut bytes)?;
         let now = self.core.clock.wall();
-        // A TTL past what the clock can represent means "never": `ExpiresAt::after` would
-        // otherwise clamp it to the present and expire the entry at once.
+        // A TTL past what the clock can represent means "never", stored as no expiry at all
+        // (rather than `ExpiresAt::after`'s saturated far future), so tiers see it as such.
         let expires_at =
             ttl.filter(|ttl| now.checked_add(*ttl).is_some()).map(|ttl| ExpiresAt::after(now, ttl));
         Ok(TierEntry { value: bytes, expires_at })
