@@ -200,11 +200,17 @@ fn bench(args: &[String]) -> Result<()> {
         if !out.status.success() {
             bail!("{cmd:?} failed: {}", out.status);
         }
-        summaries.push((name, summary_lines(&text).join("\n")));
+        for line in summary_lines(&text) {
+            // One comparison per row: summaries put several on a line, split by "; ".
+            for part in line.split("; ").map(str::trim).filter(|p| !p.starts_with("==")) {
+                summaries.push((name, part.replace('|', "/")));
+            }
+        }
     }
     println!("\n# Every comparison of this run (same machine, same process per bench)\n");
-    for (name, lines) in summaries {
-        println!("## {name}\n{lines}\n");
+    println!("| bench | comparison |\n|---|---|");
+    for (name, part) in summaries {
+        println!("| {name} | {part} |");
     }
     Ok(())
 }
