@@ -248,6 +248,25 @@ pub fn encode_frame(out: &mut Vec<u8>, ty: RecordType, seq: u64, payload: &[u8])
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Writes one frame into `out`, which must be exactly `FRAME_OVERHEAD + payload.len()` bytes
+/// (the log's memory-mapped segments take frames this way, with no copy in between). The
+/// caller has checked `payload.len()` against its maximum. Returns `false`, writing nothing,
+/// if `out` has the wrong length.
+pub fn encode_frame_into(out: &mut [u8], ty: RecordType, seq: u64, payload: &[u8]) -> bool {
+    debug_assert!(payload.len() <= MAX_PAYLOAD_LIMIT);
+    if out.len() != FRAME_OVERHEAD + payload.len() {
+        return false;
+    }
+    // As in `encode_frame`: the saturation only guards against misuse.
+    out[4..8].copy_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out[8] = ty.to_byte();
+    out[9..FRAME_OVERHEAD].copy_from_slice(&seq.to_le_bytes());
+    out[FRAME_OVERHEAD..].copy_from_slice(payload);
+    let crc = crc32c::crc32c(&out[4..]);
+    out[..4].copy_from_slice(&crc.to_le_bytes());
+    true
+}
+
 /// A frame decoded in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Frame<'a> {

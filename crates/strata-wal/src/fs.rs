@@ -83,6 +83,25 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Creates (or replaces) `path` as an empty file open for appending, mode 0600.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>>;
+    /// Creates (or replaces) a log segment expected to grow to about `size` bytes, for a log
+    /// that does not fsync every append. The default is [`FileSystem::create`] with no map.
+    ///
+    /// [`StdFs`] on Linux reserves the space with `fallocate` and also returns a
+    /// [`SegmentMap`]: a shared, writable memory map of the file, into which the log then
+    /// copies its frames instead of calling `write`. A copied frame is in the kernel's page
+    /// cache as soon as the copy ends, exactly as after a `write`, so it survives a crash of
+    /// the process, and [`WalFile::sync`] makes it durable. Until the log seals the map, the
+    /// file holds zeros past the frames; recovery reads a run of zero bytes that reaches the
+    /// end of the last segment as the end of the log. Other implementations cannot create a
+    /// map (its constructor is private), so they keep the default.
+    fn create_mapped(
+        &self,
+        path: &Path,
+        size: u64,
+    ) -> io::Result<(Box<dyn WalFile>, Option<SegmentMap>)> {
+        let _ = size;
+        Ok((self.create(path)?, None))
+    }
     /// Reads the whole file.
     fn read(&self, path: &Path) -> io::Result<FileBytes>;
     /// Cuts `path` to `len` bytes and makes the new length durable.
@@ -128,6 +147,184 @@ fn open_options() -> OpenOptions {
     o
 }
 
+/// The reserved space of a log segment, mapped shared and writable; see
+/// [`FileSystem::create_mapped`]. Owned by the log, which copies frames into it under its
+/// own lock (so no lock of its own is needed), then seals it: unmaps it and cuts the file to
+/// the bytes written.
+///
+/// Why writing through it keeps the log's guarantees:
+///
+/// - A `MAP_SHARED` file mapping *is* the page cache: a byte copied into it is where a
+///   `write(2)` would have put it, so it survives the process and is written back by the
+///   kernel. On Linux `fdatasync` of the file writes back pages dirtied through the map too
+///   (the first store to a clean page faults and marks it dirty), so [`WalFile::sync`] keeps
+///   its meaning.
+/// - The space is reserved with `fallocate` before mapping, so a store never needs a block
+///   the disk lacks (a sparse file would raise `SIGBUS` on a full disk); a file system
+///   without `fallocate` gets an ordinary file and no map.
+/// - The file is never shrunk while mapped: [`SegmentMap::seal`] unmaps first.
+/// - A first store into a page faults, and the kernel zeroes the page then. A helper thread
+///   reads a little ahead of the frames, so that the zeroing happens there and a store finds
+///   the page already in the page cache.
+pub struct SegmentMap {
+    #[cfg(target_os = "linux")]
+    inner: MapInner,
+}
+
+impl fmt::Debug for SegmentMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentMap").field("len", &self.len()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(target_os = "linux")]
+struct MapInner {
+    map: memmap2::MmapMut,
+    file: std::sync::Arc<File>,
+    ahead: ReadAhead,
+}
+
+/// Pages read ahead of the frames, and how often the helper is woken.
+#[cfg(target_os = "linux")]
+const AHEAD: usize = 4 << 20;
+#[cfg(target_os = "linux")]
+const AHEAD_STEP: usize = 512 << 10;
+
+/// The read-ahead helper of one [`SegmentMap`]: it `pread`s the reserved space up to
+/// `target`, which the log raises as it fills the map, and stops when told to or when the
+/// map is gone.
+#[cfg(target_os = "linux")]
+struct ReadAhead {
+    shared: std::sync::Arc<AheadState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The next offset at which to raise the target and wake the helper.
+    next_kick: usize,
+}
+
+#[cfg(target_os = "linux")]
+struct AheadState {
+    target: std::sync::atomic::AtomicUsize,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(target_os = "linux")]
+impl ReadAhead {
+    fn start(file: std::sync::Arc<File>, len: usize) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        let shared = std::sync::Arc::new(AheadState {
+            target: AtomicUsize::new(AHEAD.min(len)),
+            stop: AtomicBool::new(false),
+        });
+        let state = std::sync::Arc::clone(&shared);
+        // Without the helper the log still works, only each first store into a page zeroes
+        // it on the appending thread.
+        let thread = std::thread::Builder::new()
+            .name("strata-wal-ahead".into())
+            .spawn(move || read_ahead(&file, &state, len))
+            .ok();
+        ReadAhead { shared, thread, next_kick: AHEAD_STEP }
+    }
+
+    /// Called with the end of the frames written: raises the target every `AHEAD_STEP`.
+    #[inline]
+    fn wrote_to(&mut self, end: usize) {
+        if end >= self.next_kick {
+            self.next_kick = end + AHEAD_STEP;
+            self.shared.target.store(end + AHEAD, std::sync::atomic::Ordering::Release);
+            if let Some(t) = &self.thread {
+                t.thread().unpark();
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            // The helper checks `stop` between reads of at most `AHEAD_STEP` bytes.
+            let _ = t.join();
+        }
+    }
+}
+
+/// The helper's loop. Reading the reserved space changes nothing in the file: the pages come
+/// into the page cache as zeros (or as the frames already copied there), and the bytes read
+/// are thrown away. Each turn reads at most one step, or parks (at most a second, so a lost
+/// wake-up costs no more), and ends once `stop` is set; the log sets it when it seals the map.
+#[cfg(target_os = "linux")]
+fn read_ahead(file: &File, state: &AheadState, len: usize) {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::Ordering;
+    let mut buf = vec![0u8; AHEAD_STEP];
+    let mut done = 0usize;
+    while !state.stop.load(Ordering::Acquire) {
+        let target = state.target.load(Ordering::Acquire).min(len);
+        if done >= target {
+            std::thread::park_timeout(std::time::Duration::from_secs(1));
+            continue;
+        }
+        let n = (target - done).min(AHEAD_STEP);
+        match file.read_at(&mut buf[..n], done as u64) {
+            Ok(0) | Err(_) => return,
+            Ok(read) => done += read,
+        }
+    }
+}
+
+impl SegmentMap {
+    /// The bytes the map covers.
+    pub(crate) fn len(&self) -> usize {
+        #[cfg(target_os = "linux")]
+        {
+            self.inner.map.len()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            0
+        }
+    }
+
+    /// The `len` mapped bytes at `at`, to write a frame into, or `None` past the map.
+    #[inline]
+    pub(crate) fn frame_mut(&mut self, at: usize, len: usize) -> Option<&mut [u8]> {
+        #[cfg(target_os = "linux")]
+        {
+            let end = at.checked_add(len)?;
+            let inner = &mut self.inner;
+            let out = inner.map.get_mut(at..end)?;
+            inner.ahead.wrote_to(end);
+            Some(out)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (at, len);
+            None
+        }
+    }
+
+    /// Unmaps the space and cuts the file to `len` bytes (the frames written), so that
+    /// appends through the [`WalFile`] go on from there. The new length becomes durable with
+    /// the next [`WalFile::sync`].
+    pub(crate) fn seal(self, len: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let MapInner { map, file, ahead } = self.inner;
+            drop(ahead);
+            // Unmapped before the cut: a store into a truncated range would raise SIGBUS.
+            drop(map);
+            file.set_len(len)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = len;
+            Ok(())
+        }
+    }
+}
+
 impl FileSystem for StdFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -154,6 +351,30 @@ impl FileSystem for StdFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
         let file = open_options().create(true).truncate(true).write(true).open(path)?;
         Ok(Box::new(StdFile(file)))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn create_mapped(
+        &self,
+        path: &Path,
+        size: u64,
+    ) -> io::Result<(Box<dyn WalFile>, Option<SegmentMap>)> {
+        use fs4::fs_std::FileExt;
+        // Appends through the `WalFile` (after the map is sealed) go to the end of the file.
+        // (`truncate` cannot be combined with `append` when opening, hence the `set_len`.)
+        let file = open_options().create(true).read(true).append(true).open(path)?;
+        file.set_len(0)?;
+        // A file system without fallocate (or a size no map can hold) gets an ordinary file.
+        let reserved = usize::try_from(size).is_ok_and(|n| n > 0) && file.allocate(size).is_ok();
+        if !reserved {
+            return Ok((Box::new(StdFile(file)), None));
+        }
+        let map = crate::mmap::map_shared_rw(&file)?;
+        let len = map.len();
+        let shared = std::sync::Arc::new(file.try_clone()?);
+        let ahead = ReadAhead::start(std::sync::Arc::clone(&shared), len);
+        let seg = SegmentMap { inner: MapInner { map, file: shared, ahead } };
+        Ok((Box::new(StdFile(file)), Some(seg)))
     }
 
     fn read(&self, path: &Path) -> io::Result<FileBytes> {

@@ -14,7 +14,9 @@
 //! - [`format`](mod@format) is the on-disk format: a 24-byte file header (magic, version, id, CRC32C) and
 //!   record frames (CRC32C, length, type, sequence number, payload). Pure functions, no IO.
 //! - [`FileSystem`] is the seam to the disk: [`StdFs`] uses real files (read back through
-//!   `memmap2`), [`fault::FaultFs`] is an in-memory disk that fails, tears and forgets writes.
+//!   `memmap2`; under [`SyncPolicy::Interval`] and [`SyncPolicy::Never`] on Linux, segments
+//!   are preallocated and appended to through a shared memory map, a [`SegmentMap`]),
+//!   [`fault::FaultFs`] is an in-memory disk that fails, tears and forgets writes.
 //! - [`Wal`] owns the active segment. Appends take `&self` and are serialized by a mutex; with
 //!   [`SyncPolicy::Always`] the appenders waiting for durability elect a leader that issues one
 //!   `fsync` for all of them (group commit).
@@ -61,7 +63,7 @@ pub use check::{check_dir, CheckOptions, CheckReport};
 pub use checkpoint::{Checkpoint, CheckpointInfo};
 pub use error::{Error, Result};
 pub use format::CorruptionKind;
-pub use fs::{FileBytes, FileSystem, LockGuard, StdFs, WalFile};
+pub use fs::{FileBytes, FileSystem, LockGuard, SegmentMap, StdFs, WalFile};
 pub use recover::{Problem, RecoveryReport, Replay};
 pub use wal::{Wal, WalBuilder};
 
@@ -69,8 +71,10 @@ use std::time::Duration;
 
 /// When appended records are forced to stable storage with `fsync`.
 ///
-/// Every policy hands each record to the operating system (a `write` call) before
-/// [`Wal::append`] returns, so a crash of the *process* loses nothing that was acknowledged.
+/// Every policy hands each record to the operating system before [`Wal::append`] returns (a
+/// `write` call, or under `Interval` and `Never` a copy into a shared memory map of the
+/// segment, which is the kernel's page cache too), so a crash of the *process* loses nothing
+/// that was acknowledged.
 /// The policies differ in what a crash of the *machine* (power loss, kernel panic) may lose;
 /// `docs/durability.md` states it in full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! The one place that needs `unsafe`: mapping a log file read-only for recovery.
+//! The one place that needs `unsafe`: mapping log files, read-only for recovery and replay,
+//! and read-write for the active segment of a log that does not fsync every append.
 // Memory-mapping a file is unsafe in memmap2's API; this module is the only exception to the
 // workspace's `unsafe_code = "deny"`, and the SAFETY comment below says why it is sound.
 #![allow(unsafe_code)]
@@ -16,10 +17,31 @@ pub(crate) fn map_readonly(file: &File) -> io::Result<memmap2::Mmap> {
     // memory, and a truncation below the mapped length makes any access past the new end raise
     // SIGBUS and kill the process. The log only maps its own files, inside a directory it holds
     // an exclusive lock on (no second Strata writer can exist), and it never rewrites bytes it
-    // has written: segments only grow by appends past the mapped length, which the map does
-    // not cover. The log's own truncations (torn-tail repair at open, `check_dir --repair`)
+    // has written: segments only grow by appends past the records a reader reads. (A segment
+    // written through `map_shared_rw` is preallocated, so a read map of the active segment
+    // also covers its zero tail, into which the writer keeps copying records; readers stop at
+    // the last record that existed when they started, which the log lock ordered before
+    // them, and never read the tail.) The log's own truncations (torn-tail repair at open, `check_dir --repair`)
     // happen only after every map of that file is dropped: recovery maps, scans, drops the map,
-    // and only then truncates. What remains is another program truncating the files behind
+    // and only then truncates. `WalFile::seal` cuts a segment's zero tail while a replay may
+    // still map it, but only past its last record, which no reader reads. What remains is another program truncating the files behind
     // the log's back, which is outside the contract (as for any database's files).
     unsafe { memmap2::Mmap::map(file) }
+}
+
+/// Maps all of `file` (open for reading and writing) shared and writable: stores into the map
+/// go to the page cache, as `write(2)` would put them.
+#[cfg(target_os = "linux")]
+pub(crate) fn map_shared_rw(file: &File) -> io::Result<memmap2::MmapMut> {
+    // SAFETY: `MmapMut::map_mut` is unsafe for the reasons given in `map_readonly`, plus one:
+    // the map is writable, so another writer of the same bytes would race with it. Only
+    // `StdFs::create_mapped` calls this, for a log segment it has just created (under a
+    // temporary name, in a directory the log holds the exclusive lock on) and reserved with
+    // `fallocate`, so the file is at least as long as the map. The map becomes a `SegmentMap`
+    // owned by the log, which stores into it only under its log lock and only past every
+    // frame already written; nothing else writes those bytes (appends through the file start
+    // only after the map is sealed), and read maps (replay) read only frames written before
+    // they were created. The file is never truncated while this map lives:
+    // `SegmentMap::seal` drops the map first. The read-ahead helper only `pread`s the file.
+    unsafe { memmap2::MmapOptions::new().map_mut(file) }
 }

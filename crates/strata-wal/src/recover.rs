@@ -207,6 +207,15 @@ pub(crate) fn step(bytes: &[u8], pos: usize, max: usize, last_seq: u64, salvage:
     Step::Bad { offset: pos, kind, resume }
 }
 
+/// Whether `bytes` from `at` on are all zero (and there is at least one): the space a
+/// memory-mapped segment reserved and had not filled yet (see
+/// [`FileSystem::create_mapped`](crate::FileSystem::create_mapped)). No frame is all zeros (a
+/// frame's type byte is never 0), so such a run is never a record, and a run that reaches the
+/// end of the file holds none after it either.
+pub(crate) fn zero_tail(bytes: &[u8], at: usize) -> bool {
+    bytes.get(at..).is_some_and(|tail| !tail.is_empty() && tail.iter().all(|&b| b == 0))
+}
+
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |e| Error::io(op, path, e)
 }
@@ -484,6 +493,8 @@ pub(crate) fn recover(
         let mut records = 0u64;
         let mut record_bytes = 0u64;
         let mut cut: Option<u64> = None;
+        // Where the reserved zeros of a memory-mapped last segment begin: its end, not damage.
+        let mut reserved: Option<u64> = None;
         match check_header(&path, &bytes, FileKind::Segment, id)? {
             Ok(()) => {
                 let mut pos = HEADER_LEN;
@@ -496,6 +507,10 @@ pub(crate) fn recover(
                             pos = next;
                         }
                         Step::End => break,
+                        Step::Bad { offset, .. } if is_last && zero_tail(&bytes, offset) => {
+                            reserved = Some(offset as u64);
+                            break;
+                        }
                         Step::Bad { offset, kind, resume } => {
                             let torn_tail = is_last && mode == RecoveryMode::TolerateTornTail;
                             ctx.problem(offset as u64, kind, torn_tail)?;
@@ -529,6 +544,10 @@ pub(crate) fn recover(
             if at > 0 {
                 fs.truncate(&path, at).map_err(io("truncate torn tail", &path))?;
             }
+        } else if let Some(at) = reserved.filter(|_| records > 0) {
+            // The segment becomes an ordinary closed one: later segments follow it, and only
+            // the last segment of a log may end in zeros.
+            fs.truncate(&path, at).map_err(io("cut reserved space", &path))?;
         }
         if is_last && (records == 0 || cut == Some(0)) {
             // An empty last segment (a crash right after a rotation or an open) is removed so

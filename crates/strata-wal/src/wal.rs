@@ -3,8 +3,10 @@
 //! Locks and their invariants:
 //!
 //! - `Shared::log` (the log lock) serializes appends, rotations and checkpoint starts. It
-//!   guards the active segment, `next_seq` (every record below it has been handed to the OS,
-//!   in sequence order) and the list of live segments.
+//!   guards the active segment and its memory map if it has one (frames are copied into the
+//!   map at `active_len` only under this lock, so the map needs no lock of its own),
+//!   `next_seq` (every record below it has been handed to the OS, in sequence order) and the
+//!   list of live segments.
 //! - `Shared::durable` guards `durable_seq` (every record up to it is fsynced), whether a
 //!   group-commit leader is syncing, and the poison flag. Lock order: the log lock may be held
 //!   while taking `durable`, never the reverse.
@@ -13,7 +15,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::{self, FileKind, RecordType, FRAME_OVERHEAD, HEADER_LEN, MAX_PAYLOAD_LIMIT};
-use crate::fs::{FileSystem, LockGuard, StdFs, WalFile};
+use crate::fs::{FileSystem, LockGuard, SegmentMap, StdFs, WalFile};
 use crate::recover::{self, Manifest, RecoveryReport, Replay};
 use crate::{RecoveryMode, SyncPolicy};
 use parking_lot::{Condvar, Mutex};
@@ -89,6 +91,10 @@ impl WalBuilder {
     /// live only in the process until written, so a process crash then loses what a power
     /// loss would. [`Wal::flush_durable`], [`Wal::wait_durable`], [`Wal::replay`], rotations,
     /// checkpoints, [`Wal::close`] and dropping the `Wal` write the buffer out first.
+    ///
+    /// A memory-mapped segment ([`FileSystem::create_mapped`]: [`StdFs`] on Linux under these
+    /// policies) needs no buffer and ignores it: its appends are already memory copies into the
+    /// page cache, as cheap as a copy into the buffer, and they survive a process crash.
     pub fn write_buffer(mut self, bytes: usize) -> Self {
         self.write_buffer = bytes;
         self
@@ -198,7 +204,8 @@ impl WalBuilder {
         };
         let last_seq = rec.report.last_seq;
         let id = rec.next_segment;
-        let active = create_segment(&*fs, &dir, id)?;
+        let reserve = reserve_for(self.sync_policy, self.segment_size);
+        let (active, map) = create_segment(&*fs, &dir, id, reserve)?;
         let mut segments = rec.segments;
         segments.push(id);
         let shared = Arc::new(Shared {
@@ -212,6 +219,7 @@ impl WalBuilder {
             write_buffer: self.write_buffer,
             log: Mutex::new(LogState {
                 active: Arc::from(active),
+                map,
                 active_id: id,
                 active_len: HEADER_LEN as u64,
                 next_seq: last_seq + 1,
@@ -250,17 +258,53 @@ impl WalBuilder {
 
 /// Creates segment `id`: header written and fsynced under a temporary name, then renamed and
 /// the directory fsynced, so a segment file never exists with a torn header.
-fn create_segment(fs: &dyn FileSystem, dir: &Path, id: u64) -> Result<Box<dyn WalFile>> {
+///
+/// `reserve` (a log that does not fsync every append) asks the file system for a segment of
+/// that size with a memory map to write frames into ([`FileSystem::create_mapped`]); the
+/// header then goes into the map too.
+fn create_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    id: u64,
+    reserve: Option<u64>,
+) -> Result<(Box<dyn WalFile>, Option<SegmentMap>)> {
     let name = recover::segment_name(id);
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
-    let file = fs.create(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
-    file.append(&format::encode_header(FileKind::Segment, id))
-        .map_err(|e| Error::io("write segment header", &tmp, e))?;
+    let (file, mut map) = match reserve {
+        Some(size) => fs.create_mapped(&tmp, size),
+        None => fs.create(&tmp).map(|f| (f, None)),
+    }
+    .map_err(|e| Error::io("create segment", &tmp, e))?;
+    let header = format::encode_header(FileKind::Segment, id);
+    match map.as_mut().and_then(|m| m.frame_mut(0, HEADER_LEN)) {
+        Some(at) => at.copy_from_slice(&header),
+        None => {
+            // A map too small for the header is of no use: cut it away.
+            if let Some(m) = map.take() {
+                m.seal(0).map_err(|e| Error::io("create segment", &tmp, e))?;
+            }
+            file.append(&header).map_err(|e| Error::io("write segment header", &tmp, e))?;
+        }
+    }
     file.sync().map_err(|e| Error::io("fsync segment", &tmp, e))?;
     fs.rename(&tmp, &path).map_err(|e| Error::io("rename segment", &path, e))?;
     fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
-    Ok(file)
+    Ok((file, map))
+}
+
+/// The most space reserved for one memory-mapped segment; a larger `segment_size` still
+/// works, its appends past this go through `write`.
+const MAX_RESERVE: u64 = 1 << 30;
+
+/// How much to reserve for a new segment: nothing under `Always`, which fsyncs every append
+/// anyway (a `write` per append costs little beside its fsync); the segment size otherwise, so
+/// that appends are memory copies.
+fn reserve_for(policy: SyncPolicy, segment_size: u64) -> Option<u64> {
+    match policy {
+        SyncPolicy::Always => None,
+        SyncPolicy::Interval(_) | SyncPolicy::Never => Some(segment_size.min(MAX_RESERVE)),
+    }
 }
 
 pub(crate) struct Shared {
@@ -286,6 +330,9 @@ pub(crate) struct Shared {
 
 pub(crate) struct LogState {
     active: Arc<dyn WalFile>,
+    /// The active segment's memory map, if it has one: frames are copied into it at
+    /// `active_len` (see [`FileSystem::create_mapped`]). Sealed before the segment is closed.
+    map: Option<SegmentMap>,
     pub(crate) active_id: u64,
     pub(crate) active_len: u64,
     pub(crate) next_seq: u64,
@@ -355,9 +402,25 @@ impl Shared {
         Ok(())
     }
 
+    /// Seals the active segment's map, if any: unmaps it and cuts the file to the frames
+    /// written, so appends through the file go on at the right place. Returns whether there
+    /// was a map (the cut then needs a sync to be durable).
+    fn seal(&self, log: &mut LogState) -> Result<bool> {
+        let Some(map) = log.map.take() else { return Ok(false) };
+        if let Err(e) = map.seal(log.active_len) {
+            self.poison(log);
+            let path = self.dir.join(recover::segment_name(log.active_id));
+            return Err(Error::io("seal segment", path, e));
+        }
+        Ok(true)
+    }
+
     pub(crate) fn rotate(&self, log: &mut LogState) -> Result<()> {
         self.write_out(log)?;
         let old = self.dir.join(recover::segment_name(log.active_id));
+        // A closed segment holds exactly its records: only the last one may end in reserved
+        // zeros. The sync below makes the new length durable before the next segment exists.
+        self.seal(log)?;
         if let Err(e) = self.sync_segment(&*log.active, log.next_seq - 1) {
             self.poison(log);
             return Err(Error::io("fsync segment", &old, e));
@@ -369,7 +432,8 @@ impl Shared {
         }
         self.durable_cv.notify_all();
         let id = log.active_id + 1;
-        let file = match create_segment(&*self.fs, &self.dir, id) {
+        let reserve = reserve_for(self.policy, self.segment_size);
+        let (file, map) = match create_segment(&*self.fs, &self.dir, id, reserve) {
             Ok(f) => f,
             Err(e) => {
                 self.poison(log);
@@ -377,6 +441,7 @@ impl Shared {
             }
         };
         log.active = Arc::from(file);
+        log.map = map;
         log.active_id = id;
         log.active_len = HEADER_LEN as u64;
         log.segments.push(id);
@@ -408,6 +473,24 @@ impl Shared {
                 self.rotate(&mut log)?;
             }
             let seq = log.next_seq;
+            let at = usize::try_from(log.active_len).unwrap_or(usize::MAX);
+            let frame = log.map.as_mut().and_then(|m| m.frame_mut(at, frame_len as usize));
+            if let Some(out) = frame {
+                // The fast path: the frame is encoded straight into the page cache (a mapped
+                // segment has no write buffer: a copy into the map costs what one into the
+                // buffer would, and survives a crash of the process).
+                format::encode_frame_into(out, RecordType::Data, seq, payload);
+                log.active_len += frame_len;
+                log.next_seq += 1;
+                if let Some(m) = &self.metrics {
+                    m.record_append(frame_len);
+                }
+                return Ok(seq);
+            }
+            // A frame that does not fit in the rest of the map goes through the file.
+            if log.map.is_some() {
+                self.seal(&mut log)?;
+            }
             // `buf` holds the frames not yet written: none when `write_buffer` is 0.
             let mut buf = std::mem::take(&mut log.buf);
             format::encode_frame(&mut buf, RecordType::Data, seq, payload);
@@ -705,9 +788,27 @@ impl Wal {
     /// As [`Wal::flush_durable`]; the log is closed even if the final sync fails.
     pub fn close(&self) -> Result<()> {
         let synced = if self.shared.log.lock().closed { Ok(()) } else { self.flush_durable() };
-        self.shared.log.lock().closed = true;
+        let sealed = {
+            let mut log = self.shared.log.lock();
+            let first = !log.closed;
+            log.closed = true;
+            // Cut a reserved zero tail and make the cut durable, so that a closed log holds
+            // exactly its records. (Recovery would cut it too; this keeps the files tidy.)
+            if first && !log.failed {
+                match self.shared.seal(&mut log) {
+                    Ok(true) => log.active.sync().map_err(|e| {
+                        let path = self.shared.dir.join(recover::segment_name(log.active_id));
+                        Error::io("fsync segment", path, e)
+                    }),
+                    Ok(false) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            } else {
+                Ok(())
+            }
+        };
         self.stop_flusher();
-        synced
+        synced.and(sealed)
     }
 
     fn stop_flusher(&self) {

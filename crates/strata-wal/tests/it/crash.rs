@@ -1,7 +1,10 @@
 //! The SIGKILL crash test: this test binary re-executes itself as a child that appends under
-//! `SyncPolicy::Always` and prints every acknowledged sequence number; the parent kills it at
-//! a random moment, reopens the log and checks that every acknowledged record is there, in
-//! order, over many rounds.
+//! `SyncPolicy::Always` or (every other round) `SyncPolicy::Interval`, and prints every
+//! acknowledged sequence number; the parent kills it at a random moment, reopens the log and
+//! checks that every acknowledged record is there, in order, over many rounds. Under
+//! `Interval` the segments are memory-mapped, so this also checks that a frame copied into
+//! the map survives the process like a `write` does, and that recovery reads the reserved
+//! zeros after the last frame as the end of the log.
 
 use crate::*;
 use std::io::{BufRead, BufReader, Write};
@@ -9,6 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CHILD_ENV: &str = "STRATA_WAL_CRASH_CHILD_DIR";
+/// `always` or `interval`: the child's sync policy.
+const POLICY_ENV: &str = "STRATA_WAL_CRASH_CHILD_POLICY";
 
 /// The child's body, run only by the parent test (as an ignored test, with the variable set).
 #[test]
@@ -16,7 +21,11 @@ const CHILD_ENV: &str = "STRATA_WAL_CRASH_CHILD_DIR";
 fn crash_child() -> anyhow::Result<()> {
     let dir = std::env::var_os(CHILD_ENV)
         .ok_or_else(|| anyhow::anyhow!("run by the SIGKILL crash test, which sets {CHILD_ENV}"))?;
-    let wal = Wal::builder(&dir).sync_policy(SyncPolicy::Always).segment_size(64 << 10).open()?;
+    let policy = match std::env::var(POLICY_ENV).as_deref() {
+        Ok("interval") => SyncPolicy::Interval(Duration::from_secs(1)),
+        _ => SyncPolicy::Always,
+    };
+    let wal = Wal::builder(&dir).sync_policy(policy).segment_size(64 << 10).open()?;
     let out = std::io::stdout();
     let started = Instant::now();
     let mut seq = wal.next_seq();
@@ -50,6 +59,7 @@ fn sigkill_at_random_times_loses_no_acknowledged_append() -> anyhow::Result<()> 
         let mut child = Command::new(&exe)
             .args(["--exact", "crash::crash_child", "--ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, tmp.path())
+            .env(POLICY_ENV, if round % 2 == 0 { "always" } else { "interval" })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;

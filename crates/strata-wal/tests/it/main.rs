@@ -7,6 +7,7 @@ mod corruption;
 mod crash;
 mod faults;
 mod fuzz;
+mod mapped;
 mod metrics;
 mod misc;
 

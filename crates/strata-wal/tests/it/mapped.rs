@@ -1,0 +1,172 @@
+//! Memory-mapped segments (`StdFs` on Linux, under `Interval` and `Never`): what the files
+//! look like after a crash, a clean close and rotations, and what every recovery mode makes
+//! of the reserved zeros, of a torn frame before them and of damage inside them.
+#![cfg(target_os = "linux")]
+
+use crate::*;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+use strata_wal::{check_dir, CheckOptions, CorruptionKind};
+
+const RESERVE: u64 = 256 << 10;
+
+fn segment(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.wal"))
+}
+
+fn file_len(path: &Path) -> anyhow::Result<u64> {
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// Opens a mapped log in `dir`, appends records 1..=n, and drops it without `close`: what a
+/// crashed process leaves (dropping syncs nothing; the frames are in the page cache).
+fn crashed_log(dir: &Path, policy: SyncPolicy, n: u64) -> anyhow::Result<()> {
+    let wal = Wal::builder(dir).sync_policy(policy).segment_size(RESERVE).open()?;
+    for seq in 1..=n {
+        anyhow::ensure!(wal.append(&payload_for(seq))? == seq);
+    }
+    drop(wal);
+    Ok(())
+}
+
+fn open_mode(dir: &Path, mode: RecoveryMode) -> strata_wal::Result<Wal> {
+    Wal::builder(dir).recovery_mode(mode).open()
+}
+
+fn check_records(wal: &Wal, n: u64) -> anyhow::Result<()> {
+    let records = replay_all(wal)?;
+    anyhow::ensure!(records.len() as u64 == n, "{} records, expected {n}", records.len());
+    for (i, r) in records.iter().enumerate() {
+        anyhow::ensure!(r.seq == i as u64 + 1 && r.payload == payload_for(r.seq));
+    }
+    Ok(())
+}
+
+const MODES: [RecoveryMode; 3] =
+    [RecoveryMode::TolerateTornTail, RecoveryMode::AbsoluteConsistency, RecoveryMode::SkipCorrupt];
+
+#[test]
+fn a_crashed_mapped_log_recovers_every_record_in_every_mode() -> anyhow::Result<()> {
+    for policy in [SyncPolicy::Interval(Duration::from_secs(60)), SyncPolicy::Never] {
+        for mode in MODES {
+            let tmp = tempfile::tempdir()?;
+            crashed_log(tmp.path(), policy, 300)?;
+            // The segment still holds its reserved zeros after the frames.
+            anyhow::ensure!(file_len(&segment(tmp.path(), 1))? == RESERVE);
+            let check = check_dir(&strata_wal::StdFs, tmp.path(), CheckOptions::default())?;
+            anyhow::ensure!(check.problems.is_empty(), "{mode:?}: {:?}", check.problems);
+            let wal = open_mode(tmp.path(), mode)?;
+            anyhow::ensure!(
+                wal.recovery_report().bytes_truncated == 0,
+                "{mode:?}: zeros are no damage"
+            );
+            anyhow::ensure!(wal.recovery_report().skipped_count == 0);
+            check_records(&wal, 300)?;
+            // Recovery cut the zeros: the old segment now ends at its last frame, so that
+            // only the newest segment of a log ever ends in reserved space.
+            let len = file_len(&segment(tmp.path(), 1))?;
+            anyhow::ensure!(len < RESERVE && len == wal.recovery_report().bytes + 24);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn close_cuts_the_reserved_space_and_rotation_leaves_exact_segments() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let policy = SyncPolicy::Interval(Duration::from_millis(5));
+    let wal = Wal::builder(tmp.path()).sync_policy(policy).segment_size(4096).open()?;
+    // Small records over many rotations, then one larger than a whole segment (it goes
+    // through `write` after the map is sealed), then more small ones.
+    let mut payloads = Vec::new();
+    for seq in 1..=400u64 {
+        let p = if seq == 200 { vec![0xAB; 10_000] } else { payload_for(seq) };
+        anyhow::ensure!(wal.append(&p)? == seq);
+        payloads.push(p);
+    }
+    wal.close()?;
+    drop(wal);
+    let mut total = 0;
+    let mut segments = 0;
+    for entry in std::fs::read_dir(tmp.path())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wal") {
+            total += file_len(&path)?;
+            segments += 1;
+        }
+    }
+    let framed: u64 = payloads.iter().map(|p| p.len() as u64 + 17).sum();
+    anyhow::ensure!(segments >= 5, "{segments} segments");
+    anyhow::ensure!(total == framed + 24 * segments, "files hold exactly header and frames");
+    let wal = open_mode(tmp.path(), RecoveryMode::AbsoluteConsistency)?;
+    let records = replay_all(&wal)?;
+    anyhow::ensure!(records.iter().map(|r| &r.payload).eq(payloads.iter()));
+    Ok(())
+}
+
+#[test]
+fn a_torn_frame_before_the_zeros_is_a_torn_tail() -> anyhow::Result<()> {
+    for mode in MODES {
+        let tmp = tempfile::tempdir()?;
+        crashed_log(tmp.path(), SyncPolicy::Never, 100)?;
+        // A frame torn the way a crash mid-copy leaves it: a header promising more bytes
+        // than were copied, the reserved zeros after it.
+        let path = segment(tmp.path(), 1);
+        let end = frames_end(&path)?;
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.write_all_at(&[0x40, 0, 0, 0, 9, 9, 9, 1, 7], end)?;
+        drop(file);
+        let opened = open_mode(tmp.path(), mode);
+        if mode == RecoveryMode::AbsoluteConsistency {
+            match opened {
+                Err(strata_wal::Error::Corruption { offset, .. }) => anyhow::ensure!(offset == end),
+                other => anyhow::bail!("a torn frame is corruption here: {other:?}"),
+            }
+            continue;
+        }
+        let wal = opened?;
+        anyhow::ensure!(wal.recovery_report().bytes_truncated == RESERVE - end, "{mode:?}");
+        check_records(&wal, 100)?;
+        anyhow::ensure!(file_len(&path)? == end);
+    }
+    Ok(())
+}
+
+/// The offset just past the last valid frame of a segment file.
+fn frames_end(path: &Path) -> anyhow::Result<u64> {
+    let bytes = std::fs::read(path)?;
+    let mut end = 24u64;
+    for frame in strata_wal::format::FrameIter::new(&bytes[24..], 24, 1 << 20) {
+        match frame {
+            Ok((offset, f)) => end = offset + f.encoded_len() as u64,
+            Err(_) => break,
+        }
+    }
+    Ok(end)
+}
+
+#[test]
+fn damage_inside_the_reserved_zeros_is_not_taken_for_the_end() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    crashed_log(tmp.path(), SyncPolicy::Never, 50)?;
+    let path = segment(tmp.path(), 1);
+    let end = frames_end(&path)?;
+    // One stray byte far past the frames: the zeros before it do not reach the end of the
+    // file, so they are not the reserved tail but a gap.
+    let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    file.write_all_at(&[1], end + 5000)?;
+    drop(file);
+    let check = check_dir(&strata_wal::StdFs, tmp.path(), CheckOptions::default())?;
+    anyhow::ensure!(check.problems.len() == 1 && check.problems[0].offset == end);
+    match open_mode(tmp.path(), RecoveryMode::AbsoluteConsistency) {
+        Err(strata_wal::Error::Corruption { offset, kind, .. }) => {
+            anyhow::ensure!(offset == end);
+            anyhow::ensure!(matches!(kind, CorruptionKind::ChecksumMismatch { .. }));
+        }
+        other => anyhow::bail!("expected corruption, got {other:?}"),
+    }
+    let wal = open_mode(tmp.path(), RecoveryMode::TolerateTornTail)?;
+    check_records(&wal, 50)?;
+    anyhow::ensure!(wal.recovery_report().bytes_truncated == RESERVE - end);
+    Ok(())
+}
