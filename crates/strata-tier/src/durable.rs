@@ -125,6 +125,7 @@ pub use txn::Transaction;
 use std::collections::hash_map::{Entry, HashMap};
 use std::fmt;
 use std::hash::Hash;
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -144,17 +145,40 @@ use record::{LogRecord, Put, Remove};
 /// How often the checkpoint thread looks whether its cache is gone, when nothing wakes it.
 const WORKER_POLL: Duration = Duration::from_millis(200);
 
-/// A value as the in-memory cache holds it.
+/// A value as the in-memory cache holds it, packed so that the cache's slot for it needs no
+/// tag of its own: with a `u64` key and value a slot is 32 bytes instead of 40, and every
+/// insert touches a fifth less memory.
 #[derive(Clone, Debug)]
 struct Stored<V> {
     value: V,
-    version: u64,
-    expires_at: Option<ExpiresAt>,
+    /// The write's version, never 0 (0 means "absent"); `NonZeroU64` lends the slot its niche.
+    version: NonZeroU64,
+    /// The absolute expiry in Unix milliseconds, 0 for none (a deadline is never 0: see
+    /// [`Stored::new`]).
+    expires_ms: u64,
 }
 
 impl<V> Stored<V> {
+    fn new(value: V, version: u64, expires_at: Option<ExpiresAt>) -> Self {
+        Stored {
+            value,
+            // Versions start at 1; a damaged log claiming 0 is read as the lowest version.
+            version: NonZeroU64::new(version).unwrap_or(NonZeroU64::MIN),
+            // A deadline of 0 ms (1970) has passed anyway; 1 ms keeps it apart from "none".
+            expires_ms: expires_at.map_or(0, |e| e.0.max(1)),
+        }
+    }
+
+    fn version(&self) -> u64 {
+        self.version.get()
+    }
+
+    fn expires_at(&self) -> Option<ExpiresAt> {
+        (self.expires_ms != 0).then_some(ExpiresAt(self.expires_ms))
+    }
+
     fn is_live(&self, now: SystemTime) -> bool {
-        self.expires_at.is_none_or(|e| !e.is_expired(now))
+        self.expires_at().is_none_or(|e| !e.is_expired(now))
     }
 }
 
@@ -552,7 +576,7 @@ where
                 },
                 None => None,
             };
-            let stored = Stored { value: slot.value, version: slot.version, expires_at };
+            let stored = Stored::new(slot.value, slot.version, expires_at);
             match remaining {
                 Some(ttl) => cache.insert_with_ttl(key, stored, ttl),
                 None => cache.insert(key, stored),
@@ -608,7 +632,8 @@ where
     /// The value of `key` with its version (see [`compare_and_swap`](Self::compare_and_swap)).
     pub fn get_versioned(&self, key: &K) -> Option<(V, u64)> {
         let s = self.inner.cache.get(key)?;
-        s.is_live(self.inner.clock.wall()).then_some((s.value, s.version))
+        let version = s.version();
+        s.is_live(self.inner.clock.wall()).then_some((s.value, version))
     }
 
     /// Whether `key` has a live value.
@@ -729,7 +754,8 @@ where
             let lookup = key.clone();
             let out = inner.cache.atomically([&lookup], |a| -> Result<_> {
                 if let Some(expected) = expected {
-                    let current = a.get(&key)?.filter(|s| s.is_live(now)).map_or(0, |s| s.version);
+                    let current =
+                        a.get(&key)?.filter(|s| s.is_live(now)).map_or(0, |s| s.version());
                     if current != expected {
                         return Ok(Err(current));
                     }
@@ -893,7 +919,7 @@ where
         expires_at: Option<ExpiresAt>,
         now: SystemTime,
     ) -> Result<()> {
-        let stored = Stored { value, version, expires_at };
+        let stored = Stored::new(value, version, expires_at);
         match expires_at.map(|e| e.remaining(now)) {
             None => a.insert(key, stored)?,
             Some(Some(ttl)) => a.insert_with_ttl(key, stored, ttl)?,
@@ -922,8 +948,8 @@ where
             LogRecord::Put(Put {
                 key: &kb,
                 value: &vb,
-                version: stored.version,
-                expires_at: stored.expires_at.map(|e| e.0),
+                version: stored.version(),
+                expires_at: stored.expires_at().map(|e| e.0),
             })
             .encode(&mut buf)
             .map_err(|e| Error::Codec(format!("cannot encode a snapshot record: {e}")))?;

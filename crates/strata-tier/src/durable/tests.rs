@@ -49,3 +49,26 @@ fn options_reject_nonsense() {
         assert!(!dir.exists(), "a rejected configuration must not create the directory");
     }
 }
+
+#[test]
+fn stored_values_pack_into_a_tagless_slot_and_keep_their_fields() {
+    // The in-memory cache keeps `Option<(key, value)>`-like slots: the version's niche must
+    // stand in for the tag (32 bytes with a u64 key and value, not 40).
+    assert_eq!(std::mem::size_of::<Option<(u64, Stored<u64>)>>(), 32);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+    let cases = [
+        (7, None, true),
+        (8, Some(ExpiresAt(2_000_000)), true),
+        (9, Some(ExpiresAt(500_000)), false),
+        // A deadline of 0 ms is kept apart from "none": it has passed.
+        (10, Some(ExpiresAt(0)), false),
+        // Version 0 (only a damaged log could claim it) reads as the lowest version.
+        (0, None, true),
+    ];
+    for (version, expires_at, live) in cases {
+        let s = Stored::new(1u64, version, expires_at);
+        assert_eq!(s.version(), version.max(1));
+        assert_eq!(s.expires_at().is_some(), expires_at.is_some());
+        assert_eq!(s.is_live(now), live, "{version} {expires_at:?}");
+    }
+}

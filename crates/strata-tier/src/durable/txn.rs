@@ -84,7 +84,7 @@ where
         let now = self.inner.clock.wall();
         let stored = self.current(key, now);
         let read = match stored {
-            Some(s) => Read { value: Some(s.value), version: s.version },
+            Some(s) => Read { version: s.version(), value: Some(s.value) },
             None => Read { value: None, version: 0 },
         };
         // Opacity: if every earlier read is still current now, then (versions never repeat)
@@ -94,7 +94,7 @@ where
             let stale = self
                 .reads
                 .iter()
-                .any(|(k, r)| self.current(k, now).map_or(0, |s| s.version) != r.version);
+                .any(|(k, r)| self.current(k, now).map_or(0, |s| s.version()) != r.version);
             if stale {
                 self.doomed = true;
                 return Err(Error::Conflict { attempts: self.attempt });
@@ -169,7 +169,7 @@ where
         let Transaction { reads, writes, .. } = &self;
         let out = inner.cache.atomically(keys, |a| -> Result<Option<u64>> {
             for (key, read) in reads {
-                let current = a.get(key)?.filter(|s| s.is_live(now)).map_or(0, |s| s.version);
+                let current = a.get(key)?.filter(|s| s.is_live(now)).map_or(0, |s| s.version());
                 if current != read.version {
                     return Ok(None);
                 }
