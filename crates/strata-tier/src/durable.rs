@@ -456,42 +456,30 @@ struct Slot<V> {
     expires_at: Option<u64>,
 }
 
-/// Per-thread buffers for encoding a single-key write, so that the write path allocates
-/// nothing for its bytes.
-#[derive(Default)]
-struct Scratch {
-    key: Vec<u8>,
-    value: Vec<u8>,
-    record: Vec<u8>,
-}
-
 /// A buffer that grew past this (a large value) is freed after use rather than kept.
 const SCRATCH_KEEP: usize = 256 << 10;
 
 thread_local! {
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+    /// Per-thread buffer for a single-key write's log record, so that the write path
+    /// allocates nothing for its bytes.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with this thread's empty scratch buffers (fresh ones if a codec called back into
-/// the cache while they were in use).
-fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+/// Runs `f` with this thread's empty record buffer (a fresh one if a codec called back into
+/// the cache while it was in use).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => {
-            // Cleared before use too: a panic in `f` (in a codec) leaves them as they were.
-            let scratch = &mut *scratch;
-            scratch.key.clear();
-            scratch.value.clear();
-            scratch.record.clear();
-            let out = f(scratch);
-            for buf in [&mut scratch.key, &mut scratch.value, &mut scratch.record] {
-                buf.clear();
-                if buf.capacity() > SCRATCH_KEEP {
-                    *buf = Vec::new();
-                }
+        Ok(mut buf) => {
+            // Cleared before use too: a panic in `f` (in a codec) leaves it as it was.
+            buf.clear();
+            let out = f(&mut buf);
+            buf.clear();
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = Vec::new();
             }
             out
         }
-        Err(_) => f(&mut Scratch::default()),
+        Err(_) => f(&mut Vec::new()),
     })
 }
 
@@ -687,16 +675,13 @@ where
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         let inner = &*self.inner;
         inner.check_open()?;
-        with_scratch(|scratch| {
-            let Scratch { key: kb, record: buf, .. } = scratch;
-            inner.keys.encode(key, kb)?;
+        with_scratch(|buf| {
+            record::begin_remove(buf, |out| inner.keys.encode(key, out))?;
             let now = inner.clock.wall();
             let gate = inner.gate.read();
             let (seq, old) = inner.cache.atomically([key], |a| -> Result<_> {
                 let version = inner.take_versions(1);
-                LogRecord::Remove(Remove { key: kb, version })
-                    .encode(buf)
-                    .map_err(|e| Error::Codec(format!("cannot encode a log record: {e}")))?;
+                record::finish_remove(buf, version);
                 let seq = inner.append(buf)?;
                 let old = a.remove(key)?;
                 Ok((seq, old.filter(|s| s.is_live(now)).map(|s| s.value)))
@@ -737,10 +722,14 @@ where
     ) -> Result<Result<u64, u64>> {
         let inner = &*self.inner;
         inner.check_open()?;
-        with_scratch(|scratch| {
-            let Scratch { key: kb, value: vb, record: buf } = scratch;
-            inner.keys.encode(&key, kb)?;
-            inner.values.encode(&value, vb)?;
+        with_scratch(|buf| {
+            // The record up to the version, written by the codecs straight into the buffer
+            // (outside every lock); the version and expiry follow under the shard lock.
+            record::begin_put(
+                buf,
+                |out| inner.keys.encode(&key, out),
+                |out| inner.values.encode(&value, out),
+            )?;
             // Wall time matters only to a deadline or a version check; a plain insert skips
             // the clock read.
             let now = if expires_at.is_some() || expected.is_some() {
@@ -761,14 +750,7 @@ where
                     }
                 }
                 let version = inner.take_versions(1);
-                LogRecord::Put(Put {
-                    key: kb,
-                    value: vb,
-                    version,
-                    expires_at: expires_at.map(|e| e.0),
-                })
-                .encode(buf)
-                .map_err(|e| Error::Codec(format!("cannot encode a log record: {e}")))?;
+                record::finish_put(buf, version, expires_at.map(|e| e.0));
                 let seq = inner.append(buf)?;
                 inner.apply_put(a, key, value, version, expires_at, now)?;
                 Ok(Ok((seq, version)))

@@ -123,6 +123,74 @@ impl Put<'_> {
     }
 }
 
+/// Starts a [`LogRecord::Put`] in the empty `out`: the tag, then the key and the value as
+/// byte strings, each written by its codec straight into `out` (no copy through a buffer of
+/// its own). [`finish_put`] adds the rest; the whole is what [`LogRecord::encode`] writes.
+///
+/// # Errors
+///
+/// Whatever a codec returns; `out` then holds a partial record, which the caller discards.
+pub(crate) fn begin_put(
+    out: &mut Vec<u8>,
+    key: impl FnOnce(&mut Vec<u8>) -> crate::Result<()>,
+    value: impl FnOnce(&mut Vec<u8>) -> crate::Result<()>,
+) -> crate::Result<()> {
+    out.push(PUT_TAG);
+    put_encoded(out, key)?;
+    put_encoded(out, value)
+}
+
+/// Ends a record started by [`begin_put`].
+pub(crate) fn finish_put(out: &mut Vec<u8>, version: u64, expires_at: Option<u64>) {
+    put_varint(out, version);
+    match expires_at {
+        None => out.push(0),
+        Some(at) => {
+            out.push(1);
+            put_varint(out, at);
+        }
+    }
+}
+
+/// Starts a [`LogRecord::Remove`] in the empty `out`, as [`begin_put`] does.
+///
+/// # Errors
+///
+/// Whatever the codec returns.
+pub(crate) fn begin_remove(
+    out: &mut Vec<u8>,
+    key: impl FnOnce(&mut Vec<u8>) -> crate::Result<()>,
+) -> crate::Result<()> {
+    out.push(REMOVE_TAG);
+    put_encoded(out, key)
+}
+
+/// Ends a record started by [`begin_remove`].
+pub(crate) fn finish_remove(out: &mut Vec<u8>, version: u64) {
+    put_varint(out, version);
+}
+
+/// Appends a byte string that `encode` writes: one byte is set aside for its length, which
+/// holds lengths below 128 (keys and small values); a longer one moves the bytes along to
+/// make room for a longer varint.
+fn put_encoded(
+    out: &mut Vec<u8>,
+    encode: impl FnOnce(&mut Vec<u8>) -> crate::Result<()>,
+) -> crate::Result<()> {
+    let at = out.len();
+    out.push(0);
+    encode(out)?;
+    let len = (out.len() - at - 1) as u64;
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        put_varint(&mut prefix, len);
+        out.splice(at..=at, prefix);
+    }
+    Ok(())
+}
+
 /// Postcard's unsigned varint: 7 bits per byte, least significant first, high bit = more.
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -198,6 +266,21 @@ mod tests {
                 LogRecord::Put(Put { key: &key, value: &value, version, expires_at }),
                 LogRecord::Remove(Remove { key: &key, version }),
             ];
+            // The in-place form writes the same bytes, whatever the lengths.
+            fn copy(b: &[u8]) -> impl FnOnce(&mut Vec<u8>) -> crate::Result<()> + '_ {
+                move |out| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                }
+            }
+            let mut in_place = Vec::new();
+            begin_put(&mut in_place, copy(&key), copy(&value)).unwrap();
+            finish_put(&mut in_place, version, expires_at);
+            proptest::prop_assert_eq!(&in_place, &postcard::to_stdvec(&recs[0]).unwrap());
+            let mut in_place = Vec::new();
+            begin_remove(&mut in_place, copy(&key)).unwrap();
+            finish_remove(&mut in_place, version);
+            proptest::prop_assert_eq!(&in_place, &postcard::to_stdvec(&recs[1]).unwrap());
             for rec in &recs {
                 let mut fast = vec![9];
                 rec.encode(&mut fast).unwrap();

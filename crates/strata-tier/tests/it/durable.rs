@@ -382,10 +382,17 @@ fn readers_never_see_a_partial_transfer() -> anyhow::Result<()> {
     let sums = AtomicU64::new(0);
     std::thread::scope(|s| {
         for t in 0..2u64 {
-            let (db, accounts, stop) = (&db, &accounts, &stop);
+            let (db, accounts, stop, sums) = (&db, &accounts, &stop, &sums);
             s.spawn(move || {
                 let mut rng = Rng::seeded(t + 7);
-                for _ in 0..400 {
+                let started = Instant::now();
+                // At least 400 transfers, and on until the reader has summed a few times
+                // (transfers can be fast enough to finish before it is first scheduled).
+                for n in 0.. {
+                    let read = sums.load(Ordering::Relaxed) >= 20;
+                    if n >= 400 && (read || started.elapsed() > Duration::from_secs(10)) {
+                        break;
+                    }
                     let (i, j) = (rng.below(6) as usize, rng.below(6) as usize);
                     let amount = rng.below(50);
                     db.transaction(|tx| -> strata_tier::Result<()> {
