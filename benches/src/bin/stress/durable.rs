@@ -3,8 +3,10 @@
 //! A child process (this binary, re-executed with `--child DIR`) opens the durable cache and
 //! runs writes, removes and transactions from a few threads. Before each operation it prints
 //! an intent line, and after the cache acknowledges it an ack line; the parent records both.
-//! The parent SIGKILLs the child at a random moment (fault `kill`), optionally appends a torn
-//! record to the newest log segment (fault `torn`), reopens the directory itself and checks:
+//! The parent SIGKILLs the child at a random moment (fault `kill`), optionally writes a torn
+//! record after the last frame of the newest log segment (fault `torn`), reopens the
+//! directory itself and checks:
+//! - that recovery cut at least the torn bytes;
 //! - every key holds the result of its last acknowledged operation, or of the one operation
 //!   that was in flight on it (each key belongs to one thread, which has one operation in
 //!   flight at most);
@@ -36,6 +38,8 @@ const CAPACITY: u64 = 64 * 1024;
 /// Bounds on one child's life.
 const MIN_LIFE: Duration = Duration::from_millis(300);
 const MAX_LIFE: Duration = Duration::from_millis(1_500);
+/// The durable cache's largest log record (its default), for walking segments.
+const MAX_RECORD: usize = 32 << 20;
 
 type Store = DurableCache<u64, i64>;
 
@@ -219,14 +223,15 @@ fn one_round(
         return Err(format!("the child failed: {status}"));
     }
     let _ = reader.join();
+    let mut torn = 0;
     if args.faults.torn {
-        tear_tail(dir, rng)?;
+        torn = tear_tail(dir, rng)?;
         Run::add(&run.tally.torn_tails, 1);
     }
     if args.inject_loss {
         lose_one(args, dir, ledger)?;
     }
-    check(run, args, dir, ledger)
+    check(run, args, dir, ledger, torn)
 }
 
 /// Removes one key whose last acknowledged operation wrote it: a stand-in for a cache that
@@ -253,21 +258,44 @@ fn lose_one(args: &Args, dir: &Path, ledger: &Arc<Mutex<Ledger>>) -> Result<(), 
     Ok(())
 }
 
-/// Appends a torn record to the newest log segment: a frame header that promises more bytes
-/// than follow, as a write cut short by a crash leaves it.
-fn tear_tail(dir: &Path, rng: &mut u64) -> Result<(), String> {
-    let Some(segment) = newest_segment(dir)? else { return Ok(()) };
+/// Writes a torn record right after the last complete frame of the newest log segment: a
+/// frame header that promises more bytes than follow, as a write (or, in a memory-mapped
+/// segment, a copy) cut short by a crash leaves it. In a segment written with `write` the
+/// frames end the file and the torn bytes extend it; in a memory-mapped one (`Interval`,
+/// `Never`) they land in the reserved zeros after the frames, where a crash would leave
+/// them. Returns the bytes written, which recovery must cut (0 if there is no segment).
+fn tear_tail(dir: &Path, rng: &mut u64) -> Result<u64, String> {
+    use std::os::unix::fs::FileExt;
+    let Some(segment) = newest_segment(dir)? else { return Ok(0) };
     let mut torn = vec![0u8; 1 + (next(rng) % 24) as usize];
     for b in torn.iter_mut() {
         *b = next(rng) as u8;
     }
     // A length field that promises a full record.
     torn[0] = 0x40;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
+    let at = frames_end(&segment)?;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
         .open(&segment)
         .map_err(|e| format!("open {}: {e}", segment.display()))?;
-    f.write_all(&torn).map_err(|e| format!("tear {}: {e}", segment.display()))
+    f.write_all_at(&torn, at).map_err(|e| format!("tear {}: {e}", segment.display()))?;
+    Ok(torn.len() as u64)
+}
+
+/// The offset just past the last complete frame of a segment (its header, if it has none),
+/// found the way recovery walks a segment.
+fn frames_end(segment: &Path) -> Result<u64, String> {
+    use strata_wal::format::{FrameIter, HEADER_LEN};
+    let bytes = std::fs::read(segment).map_err(|e| format!("read {}: {e}", segment.display()))?;
+    let Some(body) = bytes.get(HEADER_LEN..) else { return Ok(bytes.len() as u64) };
+    let mut end = HEADER_LEN as u64;
+    for frame in FrameIter::new(body, HEADER_LEN as u64, MAX_RECORD) {
+        match frame {
+            Ok((offset, f)) => end = offset + f.encoded_len() as u64,
+            Err(_) => break,
+        }
+    }
+    Ok(end)
 }
 
 fn newest_segment(dir: &Path) -> Result<Option<PathBuf>, String> {
@@ -292,8 +320,20 @@ fn newest_segment(dir: &Path) -> Result<Option<PathBuf>, String> {
 /// Reopens the directory and checks it against the ledger. What the reopened cache holds
 /// then becomes the ledger's truth for the next round: an operation that was in flight at the
 /// kill either happened or did not, for good.
-fn check(run: &Run, args: &Args, dir: &Path, ledger: &Arc<Mutex<Ledger>>) -> Result<(), String> {
+fn check(
+    run: &Run,
+    args: &Args,
+    dir: &Path,
+    ledger: &Arc<Mutex<Ledger>>,
+    torn: u64,
+) -> Result<(), String> {
     let store = open(dir, args.wal)?;
+    // A torn tail that recovery did not cut would mean it read the torn bytes as the end
+    // (or as a record): the fault would have tested nothing.
+    let cut = store.recovery_stats().bytes_truncated;
+    if cut < torn {
+        run.violation(format!("{torn} torn bytes written, recovery cut only {cut}"));
+    }
     let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
     let mut verified = 0;
     for key in 0..KEYS {
