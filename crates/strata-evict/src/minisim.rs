@@ -30,7 +30,9 @@ pub(crate) const MINI_ENTRIES: usize = 512;
 /// A period lasts this many sampled requests per mini entry.
 const PERIOD_PER_ENTRY: u64 = 8;
 /// Each period, earlier hit counts are multiplied by this before the new ones are added.
-const DECAY: f64 = 0.5;
+/// 0.8 (a memory of about five periods) closed a little more of the LRU-to-OPT gap than 0.5
+/// once W-TinyLFU remembered its rejected candidates (53.4% against 53.1%, three seeds).
+const DECAY: f64 = 0.8;
 
 /// One miniature cache and the map its owner would keep.
 #[derive(Debug)]
