@@ -53,10 +53,17 @@
 //! [`DurableOptions::write_buffer`] the records are collected in memory and handed to the OS
 //! in batches (faster, but a process crash then loses the buffered acknowledged writes too).
 //!
-//! **Clear.** [`DurableCache::clear`] must not interleave with writes on other shards (a write
-//! applied in memory before the clear but logged after it would differ between memory and the
-//! log), so every write holds a shared `gate` lock and clear holds it exclusively. Uncontended,
-//! the shared side is one atomic operation.
+//! **Clear.** [`DurableCache::clear`] takes a version `c`, logs `Clear { c }` and removes from
+//! memory, shard by shard, every entry whose version is below `c`; recovery does the same,
+//! and also skips every later-logged put whose version is below `c`. Writes that read
+//! (compare-and-swap, remove, which returns the old value, and transaction commits) hold a
+//! shared `gate` lock that clear holds exclusively, so they never see half a clear. A plain
+//! insert does without (two atomic operations fewer on the hottest path), and still agrees
+//! with the log: it takes its version and applies its value within one hold of its shard
+//! lock, so if its version is below `c`, its hold came before the clear reached that shard
+//! (the clear took `c` before), and the clear removes it, as recovery does (its record may
+//! come after the clear's, hence the skip); if its version is above `c`, it stays in memory
+//! and in the log alike.
 //!
 //! **Expiry.** A TTL becomes an absolute wall-clock [`ExpiresAt`] (from the clock's
 //! [`wall`](strata_core::Clock::wall)) where the write happens, and is logged as such. In
@@ -98,6 +105,10 @@
 //!    tail write applied in order; a key evicted before being iterated and not written since
 //!    is lost, which is what eviction means, and never replaced by an older value.
 //! 4. A clear after `S` removes exactly the entries with lower versions, as it did in memory.
+//!    A clear logged up to `S` may still be removing entries while the snapshot is taken:
+//!    the snapshot leaves out every entry with a version below the latest clear's (published
+//!    before that clear's record is logged), and starts with a `Clear` record of that version,
+//!    so that replay also skips a raced insert of a lower version in the tail.
 //!
 //! # Transactions
 //!
@@ -141,6 +152,10 @@ use strata_wal::{CheckpointInfo, RecoveryMode, SyncPolicy, Wal};
 
 use crate::{Codec, Error, ExpiresAt, Postcard, Result};
 use record::{LogRecord, Put, Remove};
+
+/// The write path compares the log's growth with the checkpoint threshold once every this
+/// many records.
+const CHECK_EVERY: u64 = 64;
 
 /// How often the checkpoint thread looks whether its cache is gone, when nothing wakes it.
 const WORKER_POLL: Duration = Duration::from_millis(200);
@@ -403,14 +418,20 @@ pub(crate) struct Inner<K, V> {
     /// lock (see the module docs); `Relaxed` suffices because the shard lock orders the
     /// writes of one key, and versions of different keys only need to be distinct.
     next_version: AtomicU64,
-    /// Writes hold it shared, [`DurableCache::clear`] exclusively.
+    /// Compare-and-swap, remove and transaction commits hold it shared,
+    /// [`DurableCache::clear`] exclusively; plain inserts do without (see the module docs).
     gate: RwLock<()>,
+    /// The version of the latest clear: every write with a lower version is cleared.
+    cleared_below: AtomicU64,
     /// Set by `close`; writes check it first (the WAL refuses them anyway once closed).
     closed: AtomicBool,
     policy: SyncPolicy,
     max_attempts: u32,
-    /// Log bytes appended since the last checkpoint began.
-    since_checkpoint: AtomicU64,
+    /// The log's [`Wal::appended_bytes`] when the last checkpoint began.
+    since: AtomicU64,
+    /// Set when a checkpoint has been asked for and has not begun: the threshold is not
+    /// looked at again meanwhile.
+    checkpoint_due: AtomicBool,
     checkpoint_bytes: Option<u64>,
     signal: Arc<Signal>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -462,25 +483,29 @@ const SCRATCH_KEEP: usize = 256 << 10;
 thread_local! {
     /// Per-thread buffer for a single-key write's log record, so that the write path
     /// allocates nothing for its bytes.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Runs `f` with this thread's empty record buffer (a fresh one if a codec called back into
-/// the cache while it was in use).
-fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            // Cleared before use too: a panic in `f` (in a codec) leaves it as it was.
+/// This thread's record buffer, taken out of its slot for one write and put back, empty,
+/// when dropped. A codec that calls back into the cache meanwhile finds the slot empty and
+/// simply grows a buffer of its own; a panic loses the buffer, nothing else.
+struct Scratch(Vec<u8>);
+
+impl Scratch {
+    fn take() -> Self {
+        // During thread teardown the slot may be gone: a fresh buffer does as well.
+        Scratch(SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.capacity() <= SCRATCH_KEEP {
             buf.clear();
-            let out = f(&mut buf);
-            buf.clear();
-            if buf.capacity() > SCRATCH_KEEP {
-                *buf = Vec::new();
-            }
-            out
+            let _ = SCRATCH.try_with(|slot| slot.set(buf));
         }
-        Err(_) => f(&mut Vec::new()),
-    })
+    }
 }
 
 /// Opens the log, retrying a taken directory lock for a moment before reporting it.
@@ -550,7 +575,7 @@ where
         }
         let cache = builder.build()?;
         let codecs = Codecs { keys: &*options.keys, values: &*options.values };
-        let (state, mut stats, max_version) = replay(&wal, &dir, &codecs)?;
+        let (state, mut stats, max_version, cleared_below) = replay(&wal, &dir, &codecs)?;
         let now = options.clock.wall();
         for (key, slot) in state {
             let expires_at = slot.expires_at.map(ExpiresAt);
@@ -585,10 +610,12 @@ where
             clock: options.clock,
             next_version: AtomicU64::new(max_version + 1),
             gate: RwLock::new(()),
+            cleared_below: AtomicU64::new(cleared_below),
             closed: AtomicBool::new(false),
             policy: options.sync_policy,
             max_attempts: options.max_attempts,
-            since_checkpoint: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+            checkpoint_due: AtomicBool::new(false),
             checkpoint_bytes: options.checkpoint_bytes,
             signal: Arc::clone(&signal),
             worker: Mutex::new(None),
@@ -675,7 +702,9 @@ where
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         let inner = &*self.inner;
         inner.check_open()?;
-        with_scratch(|buf| {
+        let mut scratch = Scratch::take();
+        let buf = &mut scratch.0;
+        {
             record::begin_remove(buf, |out| inner.keys.encode(key, out))?;
             let now = inner.clock.wall();
             let gate = inner.gate.read();
@@ -689,7 +718,7 @@ where
             drop(gate);
             inner.wait(seq)?;
             Ok(old)
-        })
+        }
     }
 
     /// Removes every entry, as one logged operation.
@@ -702,12 +731,17 @@ where
         inner.check_open()?;
         let gate = inner.gate.write();
         let version = inner.take_versions(1);
+        // Published before the record is logged: a checkpoint whose snapshot covers the
+        // record then leaves out what the clear removes (see the module docs).
+        inner.cleared_below.fetch_max(version, Ordering::SeqCst);
         let mut buf = Vec::new();
         LogRecord::Clear { version }
             .encode(&mut buf)
             .map_err(|e| Error::Codec(format!("cannot encode a log record: {e}")))?;
         let seq = inner.append(&buf)?;
-        inner.cache.invalidate_all();
+        // Only what was written before the clear: a plain insert does not wait for the gate,
+        // and one that took a later version stays.
+        inner.cache.invalidate_if(|_, s| s.version() < version);
         drop(gate);
         inner.wait(seq)
     }
@@ -722,7 +756,9 @@ where
     ) -> Result<Result<u64, u64>> {
         let inner = &*self.inner;
         inner.check_open()?;
-        with_scratch(|buf| {
+        let mut scratch = Scratch::take();
+        let buf = &mut scratch.0;
+        {
             // The record up to the version, written by the codecs straight into the buffer
             // (outside every lock); the version and expiry follow under the shard lock.
             record::begin_put(
@@ -737,7 +773,8 @@ where
             } else {
                 SystemTime::UNIX_EPOCH
             };
-            let gate = inner.gate.read();
+            // Only a compare-and-swap, which reads, needs the clear gate; see the module docs.
+            let gate = expected.map(|_| inner.gate.read());
             // The section borrows its keys for the whole call, and the key itself moves into
             // the cache inside it.
             let lookup = key.clone();
@@ -763,7 +800,7 @@ where
                 }
                 Err(current) => Ok(Err(current)),
             }
-        })
+        }
     }
 
     /// Clones of the live entries with their values, a few at a time (weakly consistent, as
@@ -873,10 +910,15 @@ where
     /// the log has grown past the threshold.
     fn append(&self, record: &[u8]) -> Result<u64> {
         let seq = self.wal.append_nowait(record).map_err(wal_err)?;
+        // Looked at every 64th record: reading the log's byte count costs no atomic
+        // read-modify-write, and a threshold of megabytes need not be met to the byte.
         if let Some(limit) = self.checkpoint_bytes {
-            let len = record.len() as u64;
-            let before = self.since_checkpoint.fetch_add(len, Ordering::Relaxed);
-            if before < limit && before + len >= limit {
+            if seq % CHECK_EVERY == 0
+                && !self.checkpoint_due.load(Ordering::Relaxed)
+                && self.wal.appended_bytes().saturating_sub(self.since.load(Ordering::Relaxed))
+                    >= limit
+            {
+                self.checkpoint_due.store(true, Ordering::Relaxed);
                 self.signal.request();
             }
         }
@@ -915,11 +957,22 @@ where
     fn checkpoint(&self) -> Result<CheckpointInfo> {
         let mut cp = self.wal.begin_checkpoint().map_err(wal_err)?;
         // Bytes appended from here on count toward the next checkpoint.
-        self.since_checkpoint.store(0, Ordering::Relaxed);
+        self.since.store(self.wal.appended_bytes(), Ordering::Relaxed);
+        self.checkpoint_due.store(false, Ordering::Relaxed);
         let now = self.clock.wall();
         let (mut kb, mut vb, mut buf) = (Vec::new(), Vec::new(), Vec::new());
+        // A clear whose record the snapshot covers may still be removing entries: leave out
+        // what it removes, and tell replay about it, since a write it clears may still come
+        // in the tail (see the module docs).
+        let cleared = self.cleared_below.load(Ordering::SeqCst);
+        if cleared > 0 {
+            LogRecord::Clear { version: cleared }
+                .encode(&mut buf)
+                .map_err(|e| Error::Codec(format!("cannot encode a snapshot record: {e}")))?;
+            cp.append(&buf).map_err(wal_err)?;
+        }
         for (key, stored) in self.cache.iter() {
-            if !stored.is_live(now) {
+            if !stored.is_live(now) || stored.version() < cleared {
                 continue;
             }
             kb.clear();
@@ -977,7 +1030,11 @@ where
             return;
         }
         let started = Instant::now();
-        match inner.checkpoint() {
+        let outcome = inner.checkpoint();
+        // Whatever happened, the write path may ask again once the log has grown past the
+        // threshold since the last checkpoint that began (a failed one resets nothing).
+        inner.checkpoint_due.store(false, Ordering::Relaxed);
+        match outcome {
             Ok(info) => tracing::debug!(
                 id = info.checkpoint_id,
                 covered_seq = info.covered_seq,
@@ -1006,12 +1063,12 @@ struct Codecs<'a, K, V> {
 }
 
 /// Replays the log into a map of the latest write per key; returns it with the recovery
-/// figures and the highest version seen.
+/// figures, the highest version seen and the version of the latest clear.
 fn replay<K: Hash + Eq + 'static, V: 'static>(
     wal: &Wal,
     dir: &Path,
     codecs: &Codecs<'_, K, V>,
-) -> Result<(ReplayMap<K, V>, RecoveryStats, u64)> {
+) -> Result<(ReplayMap<K, V>, RecoveryStats, u64, u64)> {
     // Sized for the snapshot, which holds one record per live key: a warm restart then never
     // rehashes the map.
     let snapshot = wal.recovery_report().snapshot_records;
@@ -1021,6 +1078,9 @@ fn replay<K: Hash + Eq + 'static, V: 'static>(
     );
     let mut stats = RecoveryStats::default();
     let mut max_version = 0u64;
+    // A write with a version below a clear's is cleared, even when its record comes after
+    // the clear's (a plain insert that raced with the clear; see the module docs).
+    let mut cleared = 0u64;
     for rec in wal.replay().map_err(wal_err)? {
         let rec = rec.map_err(wal_err)?;
         match rec.source {
@@ -1034,7 +1094,9 @@ fn replay<K: Hash + Eq + 'static, V: 'static>(
         match decoded {
             LogRecord::Put(p) => {
                 max_version = max_version.max(p.version);
-                replay_put(&mut state, codecs, &p)?;
+                if p.version > cleared {
+                    replay_put(&mut state, codecs, &p)?;
+                }
             }
             LogRecord::Remove(r) => {
                 max_version = max_version.max(r.version);
@@ -1042,6 +1104,7 @@ fn replay<K: Hash + Eq + 'static, V: 'static>(
             }
             LogRecord::Clear { version } => {
                 max_version = max_version.max(version);
+                cleared = cleared.max(version);
                 state.retain(|_, s| s.version > version);
             }
             LogRecord::Txn(ops) => {
@@ -1049,7 +1112,9 @@ fn replay<K: Hash + Eq + 'static, V: 'static>(
                     match op {
                         record::Op::Put(p) => {
                             max_version = max_version.max(p.version);
-                            replay_put(&mut state, codecs, p)?;
+                            if p.version > cleared {
+                                replay_put(&mut state, codecs, p)?;
+                            }
                         }
                         record::Op::Remove(r) => {
                             max_version = max_version.max(r.version);
@@ -1063,7 +1128,7 @@ fn replay<K: Hash + Eq + 'static, V: 'static>(
             }
         }
     }
-    Ok((state, stats, max_version))
+    Ok((state, stats, max_version, cleared))
 }
 
 /// Applies a logged put if it is newer than what the map holds for its key. The value is

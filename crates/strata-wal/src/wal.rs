@@ -20,7 +20,7 @@ use crate::recover::{self, Manifest, RecoveryReport, Replay};
 use crate::{RecoveryMode, SyncPolicy};
 use parking_lot::{Condvar, Mutex};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -238,6 +238,7 @@ impl WalBuilder {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             checkpointing: AtomicBool::new(false),
+            appended: AtomicU64::new(0),
             metrics,
             _lock: lock,
         });
@@ -323,6 +324,9 @@ pub(crate) struct Shared {
     stop: Mutex<bool>,
     stop_cv: Condvar,
     pub(crate) checkpointing: AtomicBool,
+    /// Bytes of frames appended since open. Written only under the log lock (a load and a
+    /// store, no read-modify-write: the lock orders the writers), read without it.
+    appended: AtomicU64,
     /// `None` unless [`WalBuilder::metrics`] was called.
     pub(crate) metrics: Option<WalMetrics>,
     _lock: LockGuard,
@@ -448,6 +452,13 @@ impl Shared {
         Ok(())
     }
 
+    /// Adds to the appended byte count; call with the log lock held.
+    #[inline]
+    fn count_appended(&self, bytes: u64) {
+        let total = self.appended.load(Ordering::Relaxed) + bytes;
+        self.appended.store(total, Ordering::Relaxed);
+    }
+
     /// Appends one frame; returns its sequence number once the policy is satisfied.
     pub(crate) fn append(&self, payload: &[u8]) -> Result<u64> {
         let seq = self.append_nowait(payload)?;
@@ -482,6 +493,7 @@ impl Shared {
                 format::encode_frame_into(out, RecordType::Data, seq, payload);
                 log.active_len += frame_len;
                 log.next_seq += 1;
+                self.count_appended(frame_len);
                 if let Some(m) = &self.metrics {
                     m.record_append(frame_len);
                 }
@@ -509,6 +521,7 @@ impl Shared {
             }
             log.active_len += frame_len;
             log.next_seq += 1;
+            self.count_appended(frame_len);
             if let Some(m) = &self.metrics {
                 m.record_append(frame_len);
             }
@@ -737,6 +750,13 @@ impl Wal {
     /// The highest sequence number known to be durable.
     pub fn durable_seq(&self) -> u64 {
         self.shared.durable_seq()
+    }
+
+    /// Bytes appended to the log since it was opened, framing included (snapshots of
+    /// checkpoints not counted). Reading it takes no lock, so an owner can poll it on a hot
+    /// path, for example to decide when to checkpoint.
+    pub fn appended_bytes(&self) -> u64 {
+        self.shared.appended.load(Ordering::Relaxed)
     }
 
     /// The sequence number the next append will get.
