@@ -204,6 +204,44 @@ mod tests {
         assert!(!(0..8192u32).any(|t| r.contains(t)));
     }
 
+    proptest::proptest! {
+        /// Against a model of what must be remembered: a tag is dropped only when the
+        /// generation it went into is cleared, two rotations later, and a rotation needs
+        /// `span / 2` ticks or `keys` insertions. So a tag inserted less than that many ticks
+        /// and insertions ago is always found (a Bloom filter has no false negatives), and
+        /// after a full span of ticks without insertions nothing is.
+        #[test]
+        fn never_forgets_within_the_span_and_forgets_everything_after(
+            span in 2usize..200,
+            keys in 1usize..64,
+            ops in proptest::collection::vec((0u32..50, 0usize..4), 1..300),
+        ) {
+            let mut r = Rejected::new(span, keys, 11);
+            let half = span.div_ceil(2);
+            let (mut ticks, mut inserts) = (0usize, 0usize);
+            // tag -> (ticks, inserts) at its latest insertion.
+            let mut model = std::collections::HashMap::new();
+            for (tag, ticks_after) in ops {
+                r.insert(tag);
+                inserts += 1;
+                model.insert(tag, (ticks, inserts));
+                for _ in 0..ticks_after {
+                    r.tick();
+                    ticks += 1;
+                }
+                for (&t, &(at_ticks, at_inserts)) in &model {
+                    if ticks - at_ticks < half && inserts - at_inserts < keys {
+                        proptest::prop_assert!(r.contains(t), "tag {} forgotten", t);
+                    }
+                }
+            }
+            for _ in 0..2 * half {
+                r.tick();
+            }
+            proptest::prop_assert!(!(0..50).any(|t| r.contains(t)));
+        }
+    }
+
     #[test]
     fn room_for_no_keys_remembers_nothing() {
         let mut r = Rejected::new(100, 0, 1);
