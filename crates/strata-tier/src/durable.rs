@@ -49,9 +49,9 @@
 //! no reader sees a value before its record is in the log. The wait for durability happens
 //! *after* the lock is released ([`Wal::append_nowait`] then [`Wal::wait_durable`]), so under
 //! [`SyncPolicy::Always`] committers on different shards share one fsync (group commit).
-//! An operation returns once the WAL has honoured the policy. With
-//! [`DurableOptions::write_buffer`] the records are collected in memory and handed to the OS
-//! in batches (faster, but a process crash then loses the buffered acknowledged writes too).
+//! An operation returns once the WAL has honoured the policy. Under `Interval` and `Never`
+//! the WAL copies records into a memory-mapped segment (no system call per write; the copy
+//! is in the page cache, so it survives a process crash as a `write` would).
 //!
 //! **Clear.** [`DurableCache::clear`] takes a version `c`, logs `Clear { c }` and removes from
 //! memory, shard by shard, every entry whose version is below `c`; recovery does the same,
@@ -317,9 +317,12 @@ impl<K, V> DurableOptions<K, V> {
 
     /// Bytes of log records to collect in memory before one `write` to the OS (default 0:
     /// one `write` per operation); only with [`SyncPolicy::Interval`] or [`SyncPolicy::Never`].
-    /// It makes writes several times cheaper, at a price: acknowledged writes still in the
-    /// buffer (at most this many bytes, and under `Interval(d)` at most the last `d`) are lost
-    /// by a *process* crash too, not only by a power loss. See docs/durability.md.
+    /// The price: acknowledged writes still in the buffer (at most this many bytes, and under
+    /// `Interval(d)` at most the last `d`) are lost by a *process* crash too, not only by a
+    /// power loss. With the standard file system on Linux it has no effect: under these
+    /// policies the log's segments are memory-mapped, so a write is already a memory copy
+    /// into the page cache, as cheap as one into the buffer, and survives a process crash
+    /// ([`strata_wal::FileSystem::create_mapped`]). See docs/durability.md.
     pub fn write_buffer(mut self, bytes: usize) -> Self {
         self.write_buffer = bytes;
         self

@@ -163,9 +163,11 @@ fn open_options() -> OpenOptions {
 ///   the disk lacks (a sparse file would raise `SIGBUS` on a full disk); a file system
 ///   without `fallocate` gets an ordinary file and no map.
 /// - The file is never shrunk while mapped: [`SegmentMap::seal`] unmaps first.
-/// - A first store into a page faults, and the kernel zeroes the page then. A helper thread
-///   reads a little ahead of the frames, so that the zeroing happens there and a store finds
-///   the page already in the page cache.
+/// - A first store into a page faults, and the kernel zeroes the page then: about one fault
+///   per hundred small frames. (A helper thread reading ahead to move the zeroing off the
+///   appending thread was measured and dropped: on a busy two-core machine it only competed
+///   for the processor.) Large frames, which fill whole pages, are written with `pwrite` at
+///   their place instead, which needs no zeroing.
 pub struct SegmentMap {
     #[cfg(target_os = "linux")]
     inner: MapInner,
@@ -180,98 +182,10 @@ impl fmt::Debug for SegmentMap {
 #[cfg(target_os = "linux")]
 struct MapInner {
     map: memmap2::MmapMut,
-    file: std::sync::Arc<File>,
-    ahead: ReadAhead,
-}
-
-/// Pages read ahead of the frames, and how often the helper is woken.
-#[cfg(target_os = "linux")]
-const AHEAD: usize = 4 << 20;
-#[cfg(target_os = "linux")]
-const AHEAD_STEP: usize = 512 << 10;
-
-/// The read-ahead helper of one [`SegmentMap`]: it `pread`s the reserved space up to
-/// `target`, which the log raises as it fills the map, and stops when told to or when the
-/// map is gone.
-#[cfg(target_os = "linux")]
-struct ReadAhead {
-    shared: std::sync::Arc<AheadState>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// The next offset at which to raise the target and wake the helper.
-    next_kick: usize,
-}
-
-#[cfg(target_os = "linux")]
-struct AheadState {
-    target: std::sync::atomic::AtomicUsize,
-    stop: std::sync::atomic::AtomicBool,
-}
-
-#[cfg(target_os = "linux")]
-impl ReadAhead {
-    fn start(file: std::sync::Arc<File>, len: usize) -> Self {
-        use std::sync::atomic::{AtomicBool, AtomicUsize};
-        let shared = std::sync::Arc::new(AheadState {
-            target: AtomicUsize::new(AHEAD.min(len)),
-            stop: AtomicBool::new(false),
-        });
-        let state = std::sync::Arc::clone(&shared);
-        // Without the helper the log still works, only each first store into a page zeroes
-        // it on the appending thread.
-        let thread = std::thread::Builder::new()
-            .name("strata-wal-ahead".into())
-            .spawn(move || read_ahead(&file, &state, len))
-            .ok();
-        ReadAhead { shared, thread, next_kick: AHEAD_STEP }
-    }
-
-    /// Called with the end of the frames written: raises the target every `AHEAD_STEP`.
-    #[inline]
-    fn wrote_to(&mut self, end: usize) {
-        if end >= self.next_kick {
-            self.next_kick = end + AHEAD_STEP;
-            self.shared.target.store(end + AHEAD, std::sync::atomic::Ordering::Release);
-            if let Some(t) = &self.thread {
-                t.thread().unpark();
-            }
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, std::sync::atomic::Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            // The helper checks `stop` between reads of at most `AHEAD_STEP` bytes.
-            let _ = t.join();
-        }
-    }
-}
-
-/// The helper's loop. Reading the reserved space changes nothing in the file: the pages come
-/// into the page cache as zeros (or as the frames already copied there), and the bytes read
-/// are thrown away. Each turn reads at most one step, or parks (at most a second, so a lost
-/// wake-up costs no more), and ends once `stop` is set; the log sets it when it seals the map.
-#[cfg(target_os = "linux")]
-fn read_ahead(file: &File, state: &AheadState, len: usize) {
-    use std::os::unix::fs::FileExt;
-    use std::sync::atomic::Ordering;
-    let mut buf = vec![0u8; AHEAD_STEP];
-    let mut done = 0usize;
-    while !state.stop.load(Ordering::Acquire) {
-        let target = state.target.load(Ordering::Acquire).min(len);
-        if done >= target {
-            std::thread::park_timeout(std::time::Duration::from_secs(1));
-            continue;
-        }
-        let n = (target - done).min(AHEAD_STEP);
-        match file.read_at(&mut buf[..n], done as u64) {
-            Ok(0) | Err(_) => return,
-            Ok(read) => done += read,
-        }
-    }
+    file: File,
+    /// The same file opened again without `O_APPEND`, for positioned writes into the
+    /// reserved space (`pwrite` on an `O_APPEND` descriptor appends at the end on Linux).
+    writer: File,
 }
 
 impl SegmentMap {
@@ -293,15 +207,36 @@ impl SegmentMap {
         #[cfg(target_os = "linux")]
         {
             let end = at.checked_add(len)?;
-            let inner = &mut self.inner;
-            let out = inner.map.get_mut(at..end)?;
-            inner.ahead.wrote_to(end);
-            Some(out)
+            self.inner.map.get_mut(at..end)
         }
         #[cfg(not(target_os = "linux"))]
         {
             let _ = (at, len);
             None
+        }
+    }
+
+    /// Whether `len` bytes at `at` lie inside the map.
+    pub(crate) fn fits(&self, at: usize, len: usize) -> bool {
+        at.checked_add(len).is_some_and(|end| end <= self.len())
+    }
+
+    /// Writes `bytes` at `at` inside the map with a positioned `write` (same page cache, so
+    /// the map sees them); `at..at + bytes.len()` must lie inside the map (see
+    /// [`SegmentMap::fits`]).
+    pub(crate) fn write_at(&mut self, at: usize, bytes: &[u8]) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::FileExt;
+            if !self.fits(at, bytes.len()) {
+                return Err(io::Error::other("write past the reserved space"));
+            }
+            self.inner.writer.write_all_at(bytes, at as u64)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (at, bytes);
+            Err(io::Error::other("no memory map on this platform"))
         }
     }
 
@@ -311,8 +246,8 @@ impl SegmentMap {
     pub(crate) fn seal(self, len: u64) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         {
-            let MapInner { map, file, ahead } = self.inner;
-            drop(ahead);
+            let MapInner { map, file, writer } = self.inner;
+            drop(writer);
             // Unmapped before the cut: a store into a truncated range would raise SIGBUS.
             drop(map);
             file.set_len(len)
@@ -370,10 +305,8 @@ impl FileSystem for StdFs {
             return Ok((Box::new(StdFile(file)), None));
         }
         let map = crate::mmap::map_shared_rw(&file)?;
-        let len = map.len();
-        let shared = std::sync::Arc::new(file.try_clone()?);
-        let ahead = ReadAhead::start(std::sync::Arc::clone(&shared), len);
-        let seg = SegmentMap { inner: MapInner { map, file: shared, ahead } };
+        let writer = open_options().write(true).open(path)?;
+        let seg = SegmentMap { inner: MapInner { map, file: file.try_clone()?, writer } };
         Ok((Box::new(StdFile(file)), Some(seg)))
     }
 

@@ -42,6 +42,8 @@ pub(crate) fn map_shared_rw(file: &File) -> io::Result<memmap2::MmapMut> {
     // frame already written; nothing else writes those bytes (appends through the file start
     // only after the map is sealed), and read maps (replay) read only frames written before
     // they were created. The file is never truncated while this map lives:
-    // `SegmentMap::seal` drops the map first. The read-ahead helper only `pread`s the file.
+    // `SegmentMap::seal` drops the map first. Positioned writes into the reserved space
+    // (`SegmentMap::write_at`, for large frames) are stores of the same kind, under the same
+    // lock, at the same logical end.
     unsafe { memmap2::MmapOptions::new().map_mut(file) }
 }

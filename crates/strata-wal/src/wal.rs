@@ -41,6 +41,7 @@ pub struct WalBuilder {
     max_record_size: usize,
     group_commit: bool,
     write_buffer: usize,
+    memory_map: bool,
     fs: Arc<dyn FileSystem>,
     metrics: Option<(Arc<Registry>, String)>,
 }
@@ -97,6 +98,15 @@ impl WalBuilder {
     /// page cache, as cheap as a copy into the buffer, and they survive a process crash.
     pub fn write_buffer(mut self, bytes: usize) -> Self {
         self.write_buffer = bytes;
+        self
+    }
+
+    /// Whether segments of a log under [`SyncPolicy::Interval`] or [`SyncPolicy::Never`]
+    /// are memory-mapped where the file system supports it (default `true`; see
+    /// [`FileSystem::create_mapped`]). Turned off, every append is one `write`, as under
+    /// `Always`; the benchmarks compare the two with it.
+    pub fn memory_map(mut self, on: bool) -> Self {
+        self.memory_map = on;
         self
     }
 
@@ -204,7 +214,7 @@ impl WalBuilder {
         };
         let last_seq = rec.report.last_seq;
         let id = rec.next_segment;
-        let reserve = reserve_for(self.sync_policy, self.segment_size);
+        let reserve = reserve_for(self.sync_policy, self.segment_size, self.memory_map);
         let (active, map) = create_segment(&*fs, &dir, id, reserve)?;
         let mut segments = rec.segments;
         segments.push(id);
@@ -217,6 +227,7 @@ impl WalBuilder {
             max_record: self.max_record_size,
             group_commit: self.group_commit,
             write_buffer: self.write_buffer,
+            memory_map: self.memory_map,
             log: Mutex::new(LogState {
                 active: Arc::from(active),
                 map,
@@ -294,6 +305,10 @@ fn create_segment(
     Ok((file, map))
 }
 
+/// Frames from this size on go into a memory-mapped segment by a positioned write rather than
+/// a copy into the map (see `append_nowait`).
+const MAPPED_COPY_MAX: u64 = 2048;
+
 /// The most space reserved for one memory-mapped segment; a larger `segment_size` still
 /// works, its appends past this go through `write`.
 const MAX_RESERVE: u64 = 1 << 30;
@@ -301,8 +316,9 @@ const MAX_RESERVE: u64 = 1 << 30;
 /// How much to reserve for a new segment: nothing under `Always`, which fsyncs every append
 /// anyway (a `write` per append costs little beside its fsync); the segment size otherwise, so
 /// that appends are memory copies.
-fn reserve_for(policy: SyncPolicy, segment_size: u64) -> Option<u64> {
+fn reserve_for(policy: SyncPolicy, segment_size: u64, memory_map: bool) -> Option<u64> {
     match policy {
+        _ if !memory_map => None,
         SyncPolicy::Always => None,
         SyncPolicy::Interval(_) | SyncPolicy::Never => Some(segment_size.min(MAX_RESERVE)),
     }
@@ -318,6 +334,8 @@ pub(crate) struct Shared {
     group_commit: bool,
     /// See [`WalBuilder::write_buffer`]; 0 writes every frame at once.
     write_buffer: usize,
+    /// See [`WalBuilder::memory_map`].
+    memory_map: bool,
     pub(crate) log: Mutex<LogState>,
     durable: Mutex<DurableState>,
     durable_cv: Condvar,
@@ -436,7 +454,7 @@ impl Shared {
         }
         self.durable_cv.notify_all();
         let id = log.active_id + 1;
-        let reserve = reserve_for(self.policy, self.segment_size);
+        let reserve = reserve_for(self.policy, self.segment_size, self.memory_map);
         let (file, map) = match create_segment(&*self.fs, &self.dir, id, reserve) {
             Ok(f) => f,
             Err(e) => {
@@ -485,12 +503,36 @@ impl Shared {
             }
             let seq = log.next_seq;
             let at = usize::try_from(log.active_len).unwrap_or(usize::MAX);
-            let frame = log.map.as_mut().and_then(|m| m.frame_mut(at, frame_len as usize));
-            if let Some(out) = frame {
-                // The fast path: the frame is encoded straight into the page cache (a mapped
-                // segment has no write buffer: a copy into the map costs what one into the
-                // buffer would, and survives a crash of the process).
-                format::encode_frame_into(out, RecordType::Data, seq, payload);
+            let small = frame_len < MAPPED_COPY_MAX;
+            let frame = match log.map.as_mut() {
+                Some(m) if small => m.frame_mut(at, frame_len as usize).map(Some),
+                Some(m) if m.fits(at, frame_len as usize) => Some(None),
+                _ => None,
+            };
+            if let Some(into_map) = frame {
+                match into_map {
+                    // The fast path: the frame is encoded straight into the page cache (a
+                    // mapped segment has no write buffer: a copy into the map costs what one
+                    // into the buffer would, and survives a crash of the process).
+                    Some(out) => {
+                        format::encode_frame_into(out, RecordType::Data, seq, payload);
+                    }
+                    // A large frame fills whole pages, which a positioned write fills without
+                    // the page faults and zeroing a first store into each page costs; it
+                    // lands at the same place, in the same page cache.
+                    None => {
+                        let mut buf = std::mem::take(&mut log.buf);
+                        format::encode_frame(&mut buf, RecordType::Data, seq, payload);
+                        let written = log.map.as_mut().map_or(Ok(()), |m| m.write_at(at, &buf));
+                        buf.clear();
+                        log.buf = buf;
+                        if let Err(e) = written {
+                            self.poison(&mut log);
+                            let path = self.dir.join(recover::segment_name(log.active_id));
+                            return Err(Error::io("append", path, e));
+                        }
+                    }
+                }
                 log.active_len += frame_len;
                 log.next_seq += 1;
                 self.count_appended(frame_len);
@@ -675,6 +717,7 @@ impl Wal {
             max_record_size: DEFAULT_MAX_RECORD,
             group_commit: true,
             write_buffer: 0,
+            memory_map: true,
             fs: Arc::new(StdFs),
             metrics: None,
         }
