@@ -10,11 +10,13 @@
 //! workload for the effect of its last step, the minis see the same requests at the same time.
 //!
 //! Cost: each mini holds at most [`MINI_ENTRIES`] entries at about 34 bytes each (node,
-//! sketch share, map entry, key tag), so the four cost at most about 70 KiB per policy
+//! sketch share, map entry, key tag, and each mini's memory of rejected candidates), so the
+//! four cost at most about 70 KiB per policy
 //! instance, whatever the cache's size (a sharded owner runs them in one instance only, see
 //! [`crate::PolicyConfig::build_follower`]); a sampled request costs four small cache operations,
-//! and at most one request in `rate` is sampled. The minis count entries, not weights: for a
-//! weighted cache they model the entry count seen when the cache first filled.
+//! and at most one request in `rate` is sampled, from the first request on (the minis warm up
+//! while the cache fills). The minis count entries, not weights: for a weighted cache they are
+//! built when the cache first fills and model the entry count seen then.
 
 use crate::ghost::FingerprintHasher;
 use crate::rng::mix64;

@@ -135,7 +135,12 @@ pub(crate) fn tinylfu_name(adaptation: Adaptation, doorkeeper: bool) -> &'static
 enum Adapter {
     Fixed,
     Hill(Climber),
-    /// The minis are built at the first eviction, when the cache's entry count is known.
+    /// The minis are built with the policy when the capacity counts entries, so that they
+    /// warm up while the cache fills and their first decision is not taken on cold minis
+    /// (building them at the first eviction instead cost 0.7 points of gap closed, most on
+    /// P3@160000, whose trace is short for its size: 51.5% hit ratio against 52.8%). When
+    /// the capacity counts weight, they are built at the first eviction, when the entry
+    /// count is known.
     Mini(Option<Box<MiniSim>>),
     /// Another instance adapts (as the `Adaptation` says) and the owner passes its
     /// decisions on through `set_window_share`.
@@ -168,6 +173,9 @@ pub struct TinyLfu {
     /// Window adjustment still to apply, in weight units; positive grows the window.
     pending: i64,
     seed: u64,
+    /// Whether the capacity counts weight units rather than entries
+    /// (see [`Policy::weighted_capacity`]).
+    weighted: bool,
 }
 
 impl TinyLfu {
@@ -208,9 +216,24 @@ impl TinyLfu {
             },
             pending: 0,
             seed,
+            weighted: false,
         };
         p.size_regions(capacity, f64::from(window_percent.min(100)) / 100.0);
+        p.restart_minis();
         p
+    }
+
+    /// Starts the miniature simulations afresh, if the window is sized by them: at once for
+    /// a capacity in entries, at the first eviction for a capacity in weight units.
+    fn restart_minis(&mut self) {
+        if let Adapter::Mini(sim) = &mut self.adapter {
+            *sim = if self.weighted {
+                None
+            } else {
+                let entries = usize::try_from(self.capacity).unwrap_or(usize::MAX);
+                Some(Box::new(MiniSim::new(entries, self.seed)))
+            };
+        }
     }
 
     /// Like [`TinyLfu::new`], but the window does not adapt by itself: it moves only when the
@@ -473,6 +496,8 @@ impl Policy for TinyLfu {
             usize::try_from(self.capacity).unwrap_or(usize::MAX).min(WEIGHTED_SKETCH_START);
         self.sketch = self.sketch.resized(entries);
         self.rejected = rejected_memory(entries, self.rejected.salt());
+        self.weighted = true;
+        self.restart_minis();
     }
 
     fn reserve(&mut self, entries: usize) {
@@ -607,11 +632,11 @@ impl Policy for TinyLfu {
         let entries = usize::try_from(capacity).unwrap_or(usize::MAX);
         self.rejected = rejected_memory(entries, self.rejected.salt());
         match &mut self.adapter {
-            Adapter::Fixed | Adapter::Follow(_) => {}
+            Adapter::Fixed | Adapter::Follow(_) | Adapter::Mini(_) => {}
             Adapter::Hill(c) => c.step = STEP_PERCENT * capacity as f64,
-            // The minis were sized for the old capacity; rebuild them at the next eviction.
-            Adapter::Mini(sim) => *sim = None,
         }
+        // The minis were sized for the old capacity.
+        self.restart_minis();
         self.demote_protected();
     }
 
@@ -626,9 +651,7 @@ impl Policy for TinyLfu {
         self.sketch.clear();
         self.rejected.clear();
         self.pending = 0;
-        if let Adapter::Mini(sim) = &mut self.adapter {
-            *sim = None;
-        }
+        self.restart_minis();
     }
 }
 
@@ -727,6 +750,27 @@ mod tests {
         let keys = p.rejected.keys_per_generation();
         // It doubles when the entries pass twice its room: from 128 keys to 514, then 2058.
         assert!((1_000..=10_000).contains(&keys), "grew with the entries: {keys}");
+    }
+
+    /// With a capacity in entries the minis exist from the start and warm up while the cache
+    /// fills; with one in weight units they wait for the first eviction, which tells how many
+    /// entries the cache holds. `clear` and `set_capacity` start them afresh.
+    #[test]
+    fn the_minis_start_at_once_for_entries_and_at_the_first_eviction_for_weights() {
+        let mut p = TinyLfu::new(100, 1, Adaptation::MiniSimulation, false, 1);
+        assert!(matches!(p.adapter, Adapter::Mini(Some(_))));
+        p.clear();
+        assert!(matches!(p.adapter, Adapter::Mini(Some(_))));
+        let mut w = TinyLfu::new(1 << 20, 1, Adaptation::MiniSimulation, false, 1);
+        w.weighted_capacity();
+        assert!(matches!(w.adapter, Adapter::Mini(None)));
+        w.on_insert(0, 1, 1 << 20);
+        w.on_insert(1, 2, 1);
+        assert!(matches!(w.adapter, Adapter::Mini(None)));
+        assert!(w.evict().is_some());
+        assert!(matches!(w.adapter, Adapter::Mini(Some(_))));
+        w.set_capacity(1 << 19);
+        assert!(matches!(w.adapter, Adapter::Mini(None)), "weighted: wait for the next eviction");
     }
 
     /// A sliding working set: each key is read a few times right after it arrives and never
