@@ -22,7 +22,7 @@ use crate::read_buffer::ReadBuffer;
 // Deadlines use std's atomics even under loom: their only concurrent access is a relaxed
 // load or store of a whole u64 by readers holding the shard's read lock, which needs no
 // model; the read buffer's protocol is the piece loom checks.
-use crate::wheel::{Due, Rec, Wheel};
+use crate::wheel::{compaction_slack, Due, Rec, Wheel};
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 use std::borrow::Borrow;
@@ -212,7 +212,10 @@ pub(crate) struct Shard<K, V> {
     timing: Vec<Timing>,
     /// Whether `timing` is in use (it then has one element per slab slot).
     timed: bool,
-    wheel: Wheel,
+    /// Built by the first write with a deadline: an untimed shard does not carry one (and
+    /// boxing it keeps the shard, padded to whole cache-line pairs, at 256 bytes, which
+    /// matters with a hundred shards or more).
+    wheel: Option<Box<Wheel>>,
     /// The policy. Writers, who hold the shard's write lock, reach it with `get_mut` at no
     /// cost; readers, who hold only the read lock, drain the read buffer into it with
     /// `try_lock`, so a drain never blocks another reader. Either way one thread at a time.
@@ -233,7 +236,6 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         capacity: u64,
         reserve: usize,
         stripes: usize,
-        now: u64,
         window: WindowSync,
     ) -> Self {
         policy.reserve(reserve);
@@ -246,7 +248,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
             free: Vec::new(),
             timing: Vec::new(),
             timed: false,
-            wheel: Wheel::new(now),
+            wheel: None,
             policy: Mutex::new(policy),
             capacity,
             window,
@@ -354,10 +356,8 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         let at = *t.expire_at.get_mut();
         if t.gen == gen && at < t.scheduled && self.slab[slot as usize].is_some() {
             t.scheduled = at;
-            self.wheel.schedule(Rec { slot, gen, at });
-            if self.wheel.needs_compaction(self.table.len()) {
-                self.compact_wheel();
-            }
+            // A timed slot got its wheel record, and so the shard its wheel, when written.
+            self.schedule(Rec { slot, gen, at }, 0);
         }
     }
 
@@ -384,7 +384,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
             return (true, 0);
         }
         let mut expired = Vec::new();
-        let Shard { wheel, timing, slab, .. } = self;
+        let Shard { wheel: Some(wheel), timing, slab, .. } = self else { return (true, 0) };
         let done = wheel.advance(now, budget, |rec| {
             let i = rec.slot as usize;
             let Some(t) = timing.get_mut(i) else { return Due::Done };
@@ -517,10 +517,17 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         t.scheduled = expire_at;
         if expire_at != NEVER {
             let rec = Rec { slot, gen: t.gen, at: expire_at };
-            self.wheel.schedule(rec);
-            if self.wheel.needs_compaction(self.table.len()) {
-                self.compact_wheel();
-            }
+            self.schedule(rec, now);
+        }
+    }
+
+    /// Schedules a wheel record (building the wheel at its first one), and compacts the
+    /// wheel when stale records have piled up.
+    fn schedule(&mut self, rec: Rec, now: u64) {
+        let wheel = self.wheel.get_or_insert_with(|| Box::new(Wheel::new(now)));
+        wheel.schedule(rec);
+        if wheel.needs_compaction(self.table.len(), compaction_slack(self.capacity)) {
+            self.compact_wheel();
         }
     }
 
@@ -528,7 +535,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
     /// `expire` applies when they come due), so that the wheel stays proportional to the
     /// entries however fast they are rewritten.
     fn compact_wheel(&mut self) {
-        let Shard { wheel, timing, slab, .. } = self;
+        let Shard { wheel: Some(wheel), timing, slab, .. } = self else { return };
         wheel.retain(|rec| {
             let i = rec.slot as usize;
             slab.get(i).is_some_and(Option::is_some)
@@ -551,8 +558,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         out: &mut Removed<K, V>,
     ) -> WriteOutcome {
         let mut outcome = WriteOutcome::default();
-        // Buffered reads were replayed by the caller before it took the write lock (see
-        // `Cache::write`): replaying them here would hold every reader of the shard back.
+        // Buffered reads were replayed by the caller (`Cache::lock_for_write`).
         let (_, expired) = self.expire(hasher, now, EXPIRY_BUDGET, out);
         outcome.expired = expired;
         let timed = ttl.is_some() || time.writes_need_time() || self.timed;
@@ -696,7 +702,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         self.free.clear();
         self.timing.clear();
         self.timed = false;
-        self.wheel.clear();
+        self.wheel = None;
         self.policy.get_mut().clear();
         (explicit, expired)
     }
@@ -768,7 +774,6 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wheel::COMPACTION_BOUND;
     use std::time::Instant;
     use strata_evict::PolicyConfig;
 
@@ -776,14 +781,8 @@ mod tests {
     fn a_full_shard_under_churn_keeps_its_table_size_and_finds_every_entry() {
         let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
         let capacity = 1000;
-        let mut shard: Shard<u64, u64> = Shard::new(
-            PolicyConfig::Lru.build(capacity, 1),
-            capacity,
-            1001,
-            1,
-            0,
-            WindowSync::Alone,
-        );
+        let mut shard: Shard<u64, u64> =
+            Shard::new(PolicyConfig::Lru.build(capacity, 1), capacity, 1001, 1, WindowSync::Alone);
         let time = TimeSettings::<u64, u64> {
             ttl: None,
             tti: None,
@@ -815,7 +814,7 @@ mod tests {
     fn rewrites_with_a_ttl_do_not_grow_the_wheel_without_bound() {
         let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
         let mut shard: Shard<u64, u64> =
-            Shard::new(PolicyConfig::Lru.build(100, 1), 100, 101, 1, 0, WindowSync::Alone);
+            Shard::new(PolicyConfig::Lru.build(100, 1), 100, 101, 1, WindowSync::Alone);
         let time = TimeSettings::<u64, u64> {
             ttl: None,
             tti: None,
@@ -829,11 +828,11 @@ mod tests {
             let key = i % 100;
             let mut out = Removed::new();
             shard.insert(&hasher, &time, hasher.hash_one(key), key, i, 1, ttl, 1, &mut out);
-            most = most.max(shard.wheel.len());
+            most = most.max(shard.wheel.as_ref().map_or(0, |w| w.len()));
         }
         assert_eq!(shard.len(), 100);
         assert!(
-            most <= 2 * 100 + COMPACTION_BOUND,
+            most <= 2 * 100 + compaction_slack(100) + 1,
             "the wheel held {most} records for 100 entries"
         );
         // Compaction keeps every live deadline: each entry still expires.

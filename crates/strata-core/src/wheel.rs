@@ -41,6 +41,10 @@ pub(crate) enum Due {
 
 #[derive(Debug)]
 pub(crate) struct Wheel {
+    /// Level `l`'s buckets are `buckets[l * SLOTS..(l + 1) * SLOTS]`; the vector only grows
+    /// to the highest level a record has used, so that a shard whose deadlines all land in
+    /// the lower levels (a TTL of an hour uses levels 0 to 2) does not carry 320 empty
+    /// vectors (7.5 KiB) for a cache of many shards.
     buckets: Vec<Vec<Rec>>,
     occupied: [u64; LEVELS],
     due: Vec<Rec>,
@@ -51,11 +55,16 @@ pub(crate) struct Wheel {
     scheduled: usize,
 }
 
-/// Records the wheel may hold beyond twice the live entries before it is compacted.
-const COMPACTION_SLACK: usize = 4096;
-/// The most records beyond twice the live entries the wheel can hold (tests check it).
-#[cfg(test)]
-pub(crate) const COMPACTION_BOUND: usize = COMPACTION_SLACK + 1;
+/// Records a wheel may hold beyond twice the live entries before it is compacted: its
+/// shard's capacity, within these bounds. Proportional to the capacity, so that a cache of
+/// many shards does not allow thousands of stale records in each.
+const MIN_COMPACTION_SLACK: u64 = 64;
+const MAX_COMPACTION_SLACK: u64 = 4096;
+
+/// The compaction slack of a wheel in a shard of `capacity` (see [`Wheel::needs_compaction`]).
+pub(crate) fn compaction_slack(capacity: u64) -> usize {
+    capacity.clamp(MIN_COMPACTION_SLACK, MAX_COMPACTION_SLACK) as usize
+}
 
 fn tick(at: u64) -> u64 {
     at >> TICK_SHIFT
@@ -68,7 +77,7 @@ fn digit(t: u64, level: usize) -> usize {
 impl Wheel {
     pub(crate) fn new(now: u64) -> Self {
         Wheel {
-            buckets: (0..LEVELS * SLOTS).map(|_| Vec::new()).collect(),
+            buckets: Vec::new(),
             occupied: [0; LEVELS],
             due: Vec::new(),
             overflow: Vec::new(),
@@ -88,6 +97,9 @@ impl Wheel {
             return;
         }
         let b = digit(t, level);
+        if self.buckets.len() <= level * SLOTS + b {
+            self.buckets.resize_with((level + 1) * SLOTS, Vec::new);
+        }
         self.buckets[level * SLOTS + b].push(rec);
         self.occupied[level] |= 1 << b;
     }
@@ -97,9 +109,10 @@ impl Wheel {
     /// when they come due), so a cache that writes faster than its TTL turns over would grow
     /// the wheel without bound; the owner then drops the stale ones with [`Wheel::retain`].
     /// `scheduled` counts from the last compaction, so the work is amortized: at least
-    /// `live + COMPACTION_SLACK` schedules between two compactions of at most that many.
-    pub(crate) fn needs_compaction(&self, live: usize) -> bool {
-        self.scheduled > 2 * live + COMPACTION_SLACK
+    /// `live + slack` schedules between two compactions of at most that many records
+    /// (`slack` comes from [`compaction_slack`]).
+    pub(crate) fn needs_compaction(&self, live: usize, slack: usize) -> bool {
+        self.scheduled > 2 * live + slack
     }
 
     /// Keeps only the records `keep` accepts, and gives back the memory of the others.
@@ -135,16 +148,6 @@ impl Wheel {
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.due.is_empty() && self.overflow.is_empty() && self.occupied.iter().all(|&o| o == 0)
-    }
-
-    pub(crate) fn clear(&mut self) {
-        for b in &mut self.buckets {
-            *b = Vec::new();
-        }
-        self.occupied = [0; LEVELS];
-        self.due = Vec::new();
-        self.overflow = Vec::new();
-        self.scheduled = 0;
     }
 
     /// Hands every record due by `now` to `on_due`, at most `budget` records in all (due or
