@@ -120,20 +120,14 @@ where
         let guards = match first {
             None => Guards::Many(Vec::new()),
             // `more` holds only shards other than the first one.
-            Some(i) if more.is_empty() => {
-                // Buffered reads go to the policy first, under the read lock, as a plain
-                // write does: the policy then decides evictions with them.
-                self.shard_at(i).read().try_drain_shared();
-                Guards::One(i, self.shard_at(i).write())
-            }
+            // Buffered reads go to the policy first, as for a plain write: the policy then
+            // decides evictions with them.
+            Some(i) if more.is_empty() => Guards::One(i, self.lock_for_write(i)),
             Some(i) => {
                 more.push(i);
                 more.sort_unstable();
                 more.dedup();
-                for &j in &more {
-                    self.shard_at(j).read().try_drain_shared();
-                }
-                Guards::Many(more.iter().map(|&j| (j, self.shard_at(j).write())).collect())
+                Guards::Many(more.iter().map(|&j| (j, self.lock_for_write(j))).collect())
             }
         };
         let mut section = Atomic { cache: self, guards, now: Cell::new(None), out: Removed::new() };

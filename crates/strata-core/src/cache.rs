@@ -7,7 +7,7 @@ use crate::loader::Inflight;
 use crate::shard::{read_record, Removed, Shard, TimeSettings, WriteOutcome};
 use crate::stats::{self, CacheStats};
 use crossbeam_utils::CachePadded;
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockWriteGuard};
 use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
@@ -282,16 +282,23 @@ where
 
     pub(crate) fn write(&self, key: K, value: V, ttl: Option<Duration>) -> WriteOutcome {
         let hash = self.hash(&key);
-        let shard = self.shard(hash);
         let mut out = Removed::new();
-        // Replay buffered reads before taking the write lock, so that the policy decides with
-        // them but readers are not held back while it digests them.
-        shard.read().try_drain_shared();
-        let mut guard = shard.write();
+        let mut guard = self.lock_for_write(self.shard_index(hash));
         let outcome = self.write_locked(&mut guard, hash, key, value, ttl, &mut out);
         drop(guard);
         self.finish(out);
         outcome
+    }
+
+    /// Write-locks shard `i` and replays its buffered reads, so that the policy decides
+    /// evictions with them. The replay holds the shard's readers back (for at most a stripe
+    /// per core of records); replaying under a read lock before taking the write lock, as
+    /// writes did before, costs a second lock round trip and the policy mutex's: on inserts
+    /// of new keys into a full cache, 5% more time in all (`ins` measurement, 2026-11-24).
+    pub(crate) fn lock_for_write(&self, i: usize) -> RwLockWriteGuard<'_, Shard<K, V>> {
+        let mut guard = self.shard_at(i).write();
+        guard.drain_reads();
+        guard
     }
 
     /// The insert path once the shard is write-locked.
