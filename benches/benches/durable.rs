@@ -1,5 +1,5 @@
-//! The durable cache (strata-tier, feature `wal`): insert throughput under `Interval(1s)`
-//! beside the in-memory cache's in the same run; transaction commits/s with 8 committers under
+//! The durable cache (strata-tier, feature `wal`): insert throughput under `Interval(1s)` and
+//! `Never` beside the in-memory cache's in the same run; transaction commits/s with 8 committers under
 //! `Always` beside the disk's raw fsync rate; warm restart time for 1M entries (from a
 //! checkpoint, and from the log alone).
 //!
@@ -16,35 +16,27 @@ use strata_wal::SyncPolicy;
 
 /// Distinct keys in the insert benches (all fit: nothing is evicted).
 const KEYS: u64 = 100_000;
+/// The insert summary: rounds of one slice per side.
+const INSERT_ROUNDS: usize = 8;
+/// Long enough that refilling the processor caches with one cache's working set at the start
+/// of a slice weighs little.
+const INSERT_SLICE: Duration = Duration::from_millis(300);
 /// Entries in the warm-restart bench.
 const RESTART_ENTRIES: u64 = 1_000_000;
 const COMMITTERS: usize = 8;
 const ACCOUNTS: u64 = 1_024;
 
 fn durable(dir: &std::path::Path, policy: SyncPolicy, capacity: u64) -> DurableCache<u64, u64> {
-    durable_with(dir, policy, capacity, 0)
-}
-
-fn durable_with(
-    dir: &std::path::Path,
-    policy: SyncPolicy,
-    capacity: u64,
-    write_buffer: usize,
-) -> DurableCache<u64, u64> {
     DurableCache::open(
         dir,
         DurableOptions::new()
             .sync_policy(policy)
             .capacity(capacity)
             .checkpoint_bytes(Some(256 << 20))
-            .write_buffer(write_buffer)
             .max_attempts(1_000_000),
     )
     .expect("open a durable cache in a fresh temporary directory")
 }
-
-/// The write buffer of the buffered variant: 64 KiB.
-const WRITE_BUFFER: usize = 64 << 10;
 
 fn memory() -> Cache<u64, u64> {
     Cache::builder().max_capacity(KEYS).build().expect("build an in-memory cache")
@@ -75,9 +67,8 @@ fn inserts(c: &mut Criterion) {
     });
     db.close_blocking().expect("close");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let db =
-        durable_with(tmp.path(), SyncPolicy::Interval(Duration::from_secs(1)), KEYS, WRITE_BUFFER);
-    group.bench_function("durable-interval-1s-write-buffer-64k", |b| {
+    let db = durable(tmp.path(), SyncPolicy::Never, KEYS);
+    group.bench_function("durable-never", |b| {
         b.iter(|| {
             k = (k + 1) % KEYS;
             db.insert(k, k).expect("insert");
@@ -195,43 +186,41 @@ fn restart(c: &mut Criterion) {
 /// machine or the disk affects both sides of each ratio alike.
 fn summary(_: &mut Criterion) {
     let slice = Duration::from_millis(300);
-    // Insert throughput, in-memory against durable under Interval(1s).
-    let mem = memory();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let db = durable(tmp.path(), SyncPolicy::Interval(Duration::from_secs(1)), KEYS);
-    let buf_dir = tempfile::tempdir().expect("tempdir");
-    let buffered = durable_with(
-        buf_dir.path(),
-        SyncPolicy::Interval(Duration::from_secs(1)),
-        KEYS,
-        WRITE_BUFFER,
-    );
-    let (mut mem_n, mut dur_n, mut buf_n, mut k) = (0u64, 0u64, 0u64, 0u64);
-    for _ in 0..5 {
-        let start = Instant::now();
-        while start.elapsed() < slice {
-            for _ in 0..256 {
-                k = (k + 1) % KEYS;
-                mem.insert(k, k);
-            }
-            mem_n += 256;
-        }
-        for (cache, n) in [(&db, &mut dur_n), (&buffered, &mut buf_n)] {
-            let start = Instant::now();
-            while start.elapsed() < slice {
-                for _ in 0..256 {
-                    k = (k + 1) % KEYS;
-                    cache.insert(k, k).expect("insert");
+    // Insert throughput, in-memory against durable under Interval(1s), then against durable
+    // under Never: each pair takes strict turns in slices, so that drift of the machine
+    // affects both sides alike and each slice starts after the other side's, with the
+    // processor caches holding the other's working set. (Two slices of one side in a row
+    // would give the second a warm start; a third cache in the rotation would put each
+    // durable slice after the other durable one, whose log is still being written back.)
+    let pair = |policy: SyncPolicy| -> (f64, f64) {
+        let mem = memory();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = durable(tmp.path(), policy, KEYS);
+        let mut counts = [0u64; 2];
+        let mut k = 0u64;
+        for _ in 0..INSERT_ROUNDS {
+            for (which, count) in counts.iter_mut().enumerate() {
+                let start = Instant::now();
+                while start.elapsed() < INSERT_SLICE {
+                    for _ in 0..256 {
+                        k = (k + 1) % KEYS;
+                        if which == 0 {
+                            mem.insert(k, k);
+                        } else {
+                            db.insert(k, k).expect("insert");
+                        }
+                    }
+                    *count += 256;
                 }
-                *n += 256;
             }
         }
-    }
-    db.close_blocking().expect("close");
-    buffered.close_blocking().expect("close");
+        db.close_blocking().expect("close");
+        let secs = INSERT_SLICE.as_secs_f64() * INSERT_ROUNDS as f64;
+        (counts[0] as f64 / secs, counts[1] as f64 / secs)
+    };
+    let (mem_rate, dur_rate) = pair(SyncPolicy::Interval(Duration::from_secs(1)));
+    let (mem_rate_2, never_rate) = pair(SyncPolicy::Never);
     let secs = slice.as_secs_f64() * 5.0;
-    let (mem_rate, dur_rate, buf_rate) =
-        (mem_n as f64 / secs, dur_n as f64 / secs, buf_n as f64 / secs);
 
     // Commits/s under Always with 8 committers, beside the raw fsync rate.
     let fsync_dir = tempfile::tempdir().expect("tempdir");
@@ -255,12 +244,12 @@ fn summary(_: &mut Criterion) {
 
     println!(
         "\ndurable summary (interleaved): insert in-memory {mem_rate:.0}/s, durable Interval(1s) \
-         {dur_rate:.0}/s ({:.0}% of in-memory), with a 64 KiB write buffer {buf_rate:.0}/s \
-         ({:.0}%); Always, {COMMITTERS} committers: {commit_rate:.0} \
+         {dur_rate:.0}/s ({:.0}% of in-memory); in-memory {mem_rate_2:.0}/s against durable \
+         Never {never_rate:.0}/s ({:.0}%); Always, {COMMITTERS} committers: {commit_rate:.0} \
          txn commits/s beside raw fdatasync {sync_rate:.0}/s ({:.1} commits per fsync-time); \
          warm restart of {RESTART_ENTRIES} entries: {:.2} s from a checkpoint, {:.2} s from the log",
         100.0 * dur_rate / mem_rate,
-        100.0 * buf_rate / mem_rate,
+        100.0 * never_rate / mem_rate_2,
         commit_rate / sync_rate,
         cp_time.as_secs_f64(),
         log_time.as_secs_f64(),

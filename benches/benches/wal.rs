@@ -1,5 +1,6 @@
 //! strata-wal throughput: appends/s per sync policy, record size and appender count; group
-//! commit against one fsync per append; recovery MB/s from the page cache; and the machine's
+//! commit against one fsync per append; memory-mapped segments against one `write` per
+//! append; recovery MB/s from the page cache; and the machine's
 //! raw fsync rate, the physical limit for `SyncPolicy::Always`.
 //!
 //! Run with `cargo bench -p strata-benches --bench wal`. Sample counts and times are small so
@@ -15,19 +16,29 @@ use strata_wal::{SyncPolicy, Wal};
 const THREADS: [usize; 2] = [1, 8];
 const SIZES: [usize; 2] = [64, 4096];
 
-fn policies() -> [(&'static str, SyncPolicy, bool); 4] {
+/// Name, policy, group commit, memory-mapped segments (the `-write` variants append with one
+/// `write` per record, as before segments were mapped).
+fn policies() -> [(&'static str, SyncPolicy, bool, bool); 6] {
+    let interval = SyncPolicy::Interval(Duration::from_millis(10));
     [
-        ("always", SyncPolicy::Always, true),
-        ("always-no-group-commit", SyncPolicy::Always, false),
-        ("interval-10ms", SyncPolicy::Interval(Duration::from_millis(10)), true),
-        ("never", SyncPolicy::Never, true),
+        ("always", SyncPolicy::Always, true, true),
+        ("always-no-group-commit", SyncPolicy::Always, false, true),
+        ("interval-10ms", interval, true, true),
+        ("interval-10ms-write", interval, true, false),
+        ("never", SyncPolicy::Never, true, true),
+        ("never-write", SyncPolicy::Never, true, false),
     ]
 }
 
 fn open(dir: &std::path::Path, policy: SyncPolicy, group: bool) -> Wal {
+    open_with(dir, policy, group, true)
+}
+
+fn open_with(dir: &std::path::Path, policy: SyncPolicy, group: bool, mapped: bool) -> Wal {
     Wal::builder(dir)
         .sync_policy(policy)
         .group_commit(group)
+        .memory_map(mapped)
         .max_record_size(64 << 10)
         .open()
         .expect("open a WAL in a fresh temporary directory")
@@ -57,7 +68,7 @@ fn appends(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
-    for (name, policy, gc) in policies() {
+    for (name, policy, gc, mapped) in policies() {
         for size in SIZES {
             for threads in THREADS {
                 // One fsync per append is only interesting beside group commit (8 appenders).
@@ -69,7 +80,7 @@ fn appends(c: &mut Criterion) {
                 group.bench_function(id, |b| {
                     b.iter_custom(|iters| {
                         let tmp = tempfile::tempdir().expect("tempdir");
-                        let wal = open(tmp.path(), policy, gc);
+                        let wal = open_with(tmp.path(), policy, gc, mapped);
                         let took = run_appends(&wal, threads, size, iters);
                         wal.close().expect("close");
                         took
@@ -210,6 +221,29 @@ fn summary(_: &mut Criterion) {
             rate(one[i]),
             rate(group[i]),
             rate(group[i]) / rate(one[i]).max(1e-9)
+        );
+    }
+    // Interval(10 ms), one appender: memory-mapped segments against one `write` per append,
+    // in strict turns.
+    let interval = SyncPolicy::Interval(Duration::from_millis(10));
+    let mapped_dir = tempfile::tempdir().expect("tempdir");
+    let mapped = open_with(mapped_dir.path(), interval, true, true);
+    let written_dir = tempfile::tempdir().expect("tempdir");
+    let written = open_with(written_dir.path(), interval, true, false);
+    let (mut by_map, mut by_write) = ([0u64; 2], [0u64; 2]);
+    for _ in 0..5 {
+        for (i, &size) in sizes.iter().enumerate() {
+            by_map[i] += appends_for(&mapped, 1, size, slice);
+            by_write[i] += appends_for(&written, 1, size, slice);
+        }
+    }
+    for (i, size) in sizes.iter().enumerate() {
+        line += &format!(
+            "; Interval(10ms), 1 appender, {size} B: mapped segment {:.0} appends/s, one write \
+             per append {:.0} appends/s ({:.1}x)",
+            rate(by_map[i]),
+            rate(by_write[i]),
+            rate(by_map[i]) / rate(by_write[i]).max(1e-9)
         );
     }
     println!("{line}");
