@@ -8,9 +8,11 @@
 //!   halved, so old popularity fades and the sketch follows a changing workload. Caffeine ages
 //!   after 10 times; with W-TinyLFU's memory of rejected candidates (which admits returning
 //!   keys on recency, so the counters need to carry only the longer-term popularity) 30 closed
-//!   about 1 point more of the LRU-to-OPT gap on the shared traces, mostly on short loop and
-//!   search traces (cs, gli), and 20 or 40 less. Without that memory, 20 and 40 were worse
-//!   than 10 (docs/benchmarks.md).
+//!   1.8 points more of the LRU-to-OPT gap on the shared traces than 10 (three seeds), most on
+//!   the short cs trace; 20 closed 0.3 less than 30 and lost 2 points on loop@512, 40 was no
+//!   better. The cost: on a loop where every key's count reaches the admission jitter's
+//!   threshold, the jitter's random admissions churn the main region (loop@404: 36 against 39
+//!   with 10). Without that memory, 20 and 40 were worse than 10 (docs/benchmarks.md).
 //! - The optional doorkeeper is a Bloom filter that absorbs a key's first occurrence in each
 //!   sample period, so keys seen once never touch the counters; it is cleared at each aging.
 //!
