@@ -35,7 +35,13 @@ const SAMPLE_PER_ENTRY: u64 = 30;
 #[derive(Debug)]
 pub(crate) struct FrequencySketch {
     table: Vec<u64>,
-    table_mask: u64,
+    /// `table.len()`: counters are placed by multiplying a hash by it (Lemire's fast range
+    /// reduction), so the table is exactly as large as the sizing asks, not rounded up to a
+    /// power of two. Rounding made it 1.0 to 2.0 times that, about 2.5 bytes per entry more
+    /// at the per-shard capacities of a 100,000-entry cache; exact sizing cost 0.3 points of
+    /// the LRU-to-OPT gap on the shared traces (tinylfu alone, mean of seeds 1 to 3: 54.1% to
+    /// 53.8%).
+    words: u64,
     /// Empty when there is no doorkeeper.
     door: Vec<u64>,
     door_mask: u64,
@@ -52,11 +58,11 @@ impl FrequencySketch {
     pub(crate) fn new(entries: usize, salt: u64, doorkeeper: bool) -> Self {
         let entries = entries.clamp(16, MAX_ENTRIES);
         let (counters_per_entry, door_bits_per_entry) = if doorkeeper { (8, 32) } else { (16, 0) };
-        let words = (entries * counters_per_entry / 16).next_power_of_two().max(8);
+        let words = (entries * counters_per_entry / 16).max(8);
         let door_bits = (entries * door_bits_per_entry).next_power_of_two().max(64);
         FrequencySketch {
             table: vec![0; words],
-            table_mask: words as u64 - 1,
+            words: words as u64,
             door: if doorkeeper { vec![0; door_bits / 64] } else { Vec::new() },
             door_mask: door_bits as u64 - 1,
             additions: 0,
@@ -106,7 +112,7 @@ impl FrequencySketch {
     /// Word index and bit shift of the counter for row `i`.
     fn counter(&self, h1: u64, h2: u64, i: u64) -> (usize, u32) {
         let g = h1.wrapping_add(i.wrapping_mul(h2));
-        (((g >> 8) & self.table_mask) as usize, ((g & 15) as u32) << 2)
+        (((u128::from(g) * u128::from(self.words)) >> 64) as usize, ((g & 15) as u32) << 2)
     }
 
     fn door_bits(&self, h2: u64) -> [u64; 2] {

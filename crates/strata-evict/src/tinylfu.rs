@@ -672,7 +672,9 @@ mod tests {
             p.on_insert(s, u64::from(s).wrapping_mul(0x9e37_79b9_7f4a_7c15), 1_000);
         }
         let bytes = p.sketch.heap_bytes();
-        assert!((20_000 * 8..=20_000 * 8 * 8).contains(&bytes), "grew with the entries: {bytes}");
+        // It grows once the entries pass twice what it was sized for: at least half of them
+        // have 8 bytes of counters.
+        assert!((20_000 * 4..=20_000 * 8 * 8).contains(&bytes), "grew with the entries: {bytes}");
     }
 
     #[test]
