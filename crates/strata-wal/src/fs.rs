@@ -162,7 +162,7 @@ fn open_options() -> OpenOptions {
 /// - The space is reserved with `fallocate` before mapping, so a store never needs a block
 ///   the disk lacks (a sparse file would raise `SIGBUS` on a full disk); a file system
 ///   without `fallocate` gets an ordinary file and no map.
-/// - The file is never shrunk while mapped: [`SegmentMap::seal`] unmaps first.
+/// - The file is never shrunk while mapped: sealing unmaps first.
 /// - A first store into a page faults, and the kernel zeroes the page then: about one fault
 ///   per hundred small frames. (A helper thread reading ahead to move the zeroing off the
 ///   appending thread was measured and dropped: on a busy two-core machine it only competed
