@@ -198,3 +198,24 @@ fn large_and_small_frames_mixed_survive_a_crash() -> anyhow::Result<()> {
     anyhow::ensure!(wal.recovery_report().bytes_truncated == 0);
     Ok(())
 }
+
+#[test]
+fn replay_of_a_live_mapped_log_sees_every_frame_and_stops_at_its_end() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let wal =
+        Wal::builder(tmp.path()).sync_policy(SyncPolicy::Never).segment_size(RESERVE).open()?;
+    for seq in 1..=200u64 {
+        wal.append(&payload_for(seq))?;
+    }
+    // The replay maps the active segment, zeros and all, while the log keeps appending to it.
+    let replay = wal.replay()?;
+    for seq in 201..=260u64 {
+        wal.append(&payload_for(seq))?;
+    }
+    let records = replay.collect::<strata_wal::Result<Vec<_>>>()?;
+    anyhow::ensure!(records.len() == 200, "{} records", records.len());
+    anyhow::ensure!(records.iter().all(|r| r.payload == payload_for(r.seq)));
+    check_records(&wal, 260)?;
+    wal.close()?;
+    Ok(())
+}
