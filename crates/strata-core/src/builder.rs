@@ -46,6 +46,12 @@ const SHARDS_PER_CORE: usize = 64;
 /// a 128-byte read-buffer stripe per core.
 const MAX_DEFAULT_SHARDS: usize = 1024;
 
+/// Default shards per core of a weighted cache. An entry heavier than its shard's share of
+/// the weight is refused, so a weighted cache keeps few shards: with 4 per core an entry may
+/// weigh up to an eighth of the capacity on two cores (a 64 MiB memory tier takes an 8 MiB
+/// value). `CacheBuilder::shards(1)` lets one entry take the whole capacity.
+const WEIGHTED_SHARDS_PER_CORE: usize = 4;
+
 /// Never reserve more than this many slots per shard up front.
 const MAX_RESERVE: u64 = 1 << 20;
 
@@ -200,6 +206,8 @@ where
     /// (64 per core, at most 1024), bounded so that a shard of a large cache (16,384
     /// entries or more) holds at least 384 entries and one of a smaller cache at least
     /// 4096: caches under 8192 entries keep one shard, so the policy sees the whole workload.
+    /// A weighted cache gets 4 shards per core (at least 4096 units of weight each): an
+    /// entry heavier than its shard's share of the weight is refused.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -322,7 +330,7 @@ where
                 return Err(Error::BadShardCount(n))
             }
             Some(n) => n.min(prev_power_of_two(capacity)),
-            None => default_shards(capacity),
+            None => default_shards(capacity, self.weigher.is_some()),
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let stripes = cores.next_power_of_two().min(64);
@@ -417,9 +425,13 @@ fn prev_power_of_two(n: u64) -> usize {
     usize::try_from(p).unwrap_or(1 << 16).min(1 << 16)
 }
 
-fn default_shards(capacity: u64) -> usize {
+fn default_shards(capacity: u64, weighted: bool) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    default_shards_for(capacity, cores)
+    if weighted {
+        default_weighted_shards_for(capacity, cores)
+    } else {
+        default_shards_for(capacity, cores)
+    }
 }
 
 fn default_shards_for(capacity: u64, cores: usize) -> usize {
@@ -427,6 +439,11 @@ fn default_shards_for(capacity: u64, cores: usize) -> usize {
     let per_shard =
         if capacity >= LARGE_CACHE { MIN_LARGE_SHARD_CAPACITY } else { MIN_SHARD_CAPACITY };
     wanted.min(prev_power_of_two(capacity / per_shard)).max(1)
+}
+
+fn default_weighted_shards_for(capacity: u64, cores: usize) -> usize {
+    let wanted = cores.saturating_mul(WEIGHTED_SHARDS_PER_CORE).min(MAX_DEFAULT_SHARDS);
+    wanted.next_power_of_two().min(prev_power_of_two(capacity / MIN_SHARD_CAPACITY)).max(1)
 }
 
 /// Shard `i`'s share: the shares sum exactly to `capacity`.
@@ -454,6 +471,13 @@ mod tests {
         assert_eq!(default_shards_for(1 << 30, 64), MAX_DEFAULT_SHARDS);
         assert_eq!(default_shards_for(u64::MAX, usize::MAX), MAX_DEFAULT_SHARDS);
         assert_eq!(default_shards_for(1 << 20, 1), 64);
+        // Weighted caches: 4 shards per core, at least 4096 units of weight each, so that
+        // one entry may weigh an eighth of the capacity on two cores.
+        assert_eq!(default_weighted_shards_for(64 << 20, 2), 8);
+        assert_eq!(default_weighted_shards_for(1 << 20, 64), 256);
+        assert_eq!(default_weighted_shards_for(10_000, 2), 2);
+        assert_eq!(default_weighted_shards_for(4095, 2), 1);
+        assert_eq!(default_weighted_shards_for(u64::MAX, usize::MAX), MAX_DEFAULT_SHARDS);
         for cap in [1u64, 5000, 16_384, 100_000, 1 << 24] {
             for cores in [1, 2, 3, 16, 96] {
                 let n = default_shards_for(cap, cores);
