@@ -260,6 +260,22 @@ impl SegmentMap {
     }
 }
 
+/// Reserves `size` bytes for the empty `file` with `fallocate`; `false` if it cannot, with
+/// the file empty again.
+#[cfg(target_os = "linux")]
+fn reserve(file: &File, size: u64) -> io::Result<bool> {
+    use fs4::fs_std::FileExt;
+    if file.allocate(size).is_ok() {
+        return Ok(true);
+    }
+    // A failed fallocate may still have grown the file: ext4 extends it as it allocates and
+    // keeps what it got when the disk fills up. The ordinary file that replaces the map is
+    // appended to through `O_APPEND`, so its header would land after those zeros, where
+    // recovery never looks, and the space they hold would be missing for the appends.
+    file.set_len(0)?;
+    Ok(false)
+}
+
 impl FileSystem for StdFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -294,13 +310,13 @@ impl FileSystem for StdFs {
         path: &Path,
         size: u64,
     ) -> io::Result<(Box<dyn WalFile>, Option<SegmentMap>)> {
-        use fs4::fs_std::FileExt;
         // Appends through the `WalFile` (after the map is sealed) go to the end of the file.
         // (`truncate` cannot be combined with `append` when opening, hence the `set_len`.)
         let file = open_options().create(true).read(true).append(true).open(path)?;
         file.set_len(0)?;
-        // A file system without fallocate (or a size no map can hold) gets an ordinary file.
-        let reserved = usize::try_from(size).is_ok_and(|n| n > 0) && file.allocate(size).is_ok();
+        // A file system without fallocate, a disk without the room, or a size no map can
+        // hold: an ordinary file.
+        let reserved = usize::try_from(size).is_ok_and(|n| n > 0) && reserve(&file, size)?;
         if !reserved {
             return Ok((Box::new(StdFile(file)), None));
         }
@@ -346,5 +362,23 @@ impl FileSystem for StdFs {
         } else {
             Err(io::Error::new(io::ErrorKind::WouldBlock, "locked by another writer"))
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_reservation_leaves_the_file_empty() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file =
+            open_options().create(true).read(true).append(true).open(dir.path().join("f"))?;
+        // What ext4 leaves when fallocate runs out of space part of the way.
+        file.set_len(8192)?;
+        // No file system reserves 4 EiB: fallocate fails at once.
+        assert!(!reserve(&file, 1 << 62)?);
+        assert_eq!(file.metadata()?.len(), 0);
+        Ok(())
     }
 }
