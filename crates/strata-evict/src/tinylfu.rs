@@ -704,6 +704,32 @@ mod tests {
         assert!(resident.contains(&3), "the scan flushed the hot key");
     }
 
+    /// Hash flooding: a victim an attacker keeps at the sketch's maximum must not hold its
+    /// place forever against a key that is legitimately warm. A candidate at the lottery's
+    /// threshold that loses the duel is still admitted about 1 time in 128; one below it
+    /// never is, so the cold keys of a flood cannot use the lottery to churn the cache.
+    #[test]
+    fn the_admission_lottery_lets_warm_candidates_past_a_pinned_victim() {
+        let mut p = TinyLfu::new(1000, 1, Adaptation::Fixed, false, 5);
+        let (victim, warm, cool) = (7u32, 8u32, 9u32);
+        for _ in 0..40 {
+            p.sketch.increment(victim);
+        }
+        for _ in 0..JITTER_THRESHOLD {
+            p.sketch.increment(warm);
+        }
+        for _ in 0..JITTER_THRESHOLD - 1 {
+            p.sketch.increment(cool);
+        }
+        assert_eq!(p.sketch.frequency(victim), 15);
+        assert!(p.sketch.frequency(warm) >= JITTER_THRESHOLD);
+        assert!(p.sketch.frequency(cool) < JITTER_THRESHOLD);
+        let trials = 12_800;
+        let won = (0..trials).filter(|_| p.admit(warm, victim)).count();
+        assert!((40..=200).contains(&won), "a warm candidate won {won} of {trials} duels");
+        assert_eq!((0..trials).filter(|_| p.admit(cool, victim)).count(), 0);
+    }
+
     /// A candidate that loses the duel is remembered; when it is inserted again soon after,
     /// it goes straight to probation (evicting probation's oldest entry) instead of waiting
     /// in the window for another duel it would lose. A key rejected long ago duels again.
