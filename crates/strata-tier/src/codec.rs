@@ -7,7 +7,11 @@ use crate::{Error, Result};
 
 /// Turns a `T` into bytes and back. Implementations must never panic on any input bytes.
 pub trait Codec<T>: Send + Sync + 'static {
-    /// Appends the encoding of `value` to `out`.
+    /// Appends the encoding of `value` to `out`, leaving the bytes already in `out`
+    /// untouched: callers encode straight into a record they are building (the durable
+    /// cache's log records), so an implementation that clears, truncates or replaces `out`
+    /// corrupts that record. One that shortens `out` below what it was given is refused
+    /// with [`Error::Codec`].
     ///
     /// # Errors
     ///

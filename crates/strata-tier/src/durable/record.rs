@@ -180,6 +180,13 @@ fn put_encoded(
     let at = out.len();
     out.push(0);
     encode(out)?;
+    // A codec must only append (see `Codec::encode`); one that shortened the buffer has
+    // destroyed the record's head, which must not reach the log.
+    if out.len() <= at {
+        return Err(crate::Error::Codec(
+            "the codec removed bytes it was given instead of appending".into(),
+        ));
+    }
     let len = (out.len() - at - 1) as u64;
     if len < 0x80 {
         out[at] = len as u8;
@@ -222,6 +229,26 @@ impl<'a> LogRecord<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A codec that clears the buffer it should append to is refused, not logged: the
+    /// record's head (its tag and key) would be gone.
+    #[test]
+    fn a_codec_that_clears_its_buffer_is_an_error() {
+        let mut out = Vec::new();
+        let result = begin_put(
+            &mut out,
+            |o| {
+                o.extend_from_slice(b"key");
+                Ok(())
+            },
+            |o| {
+                o.clear();
+                o.extend_from_slice(b"v");
+                Ok(())
+            },
+        );
+        assert!(matches!(result, Err(crate::Error::Codec(_))), "{result:?}");
+    }
 
     #[test]
     fn records_round_trip_and_bad_bytes_are_errors() {
