@@ -914,9 +914,12 @@ where
     fn append(&self, record: &[u8]) -> Result<u64> {
         let seq = self.wal.append_nowait(record).map_err(wal_err)?;
         // Looked at every 64th record: reading the log's byte count costs no atomic
-        // read-modify-write, and a threshold of megabytes need not be met to the byte.
+        // read-modify-write, and a threshold of megabytes need not be met to the byte. A
+        // record of a 64th of the threshold or more is looked at too, so that large values
+        // cannot carry the log far past it (63 records of the largest size allowed would be
+        // about 2 GiB).
         if let Some(limit) = self.checkpoint_bytes {
-            if seq % CHECK_EVERY == 0
+            if (seq % CHECK_EVERY == 0 || record.len() as u64 >= limit / CHECK_EVERY)
                 && !self.checkpoint_due.load(Ordering::Relaxed)
                 && self.wal.appended_bytes().saturating_sub(self.since.load(Ordering::Relaxed))
                     >= limit

@@ -595,6 +595,29 @@ fn background_checkpoints_run_while_writers_write() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The checkpoint trigger looks at the log's size every 64th record, and also at every record
+/// of a 64th of the threshold or more: a few large values must not carry the log far past it.
+#[test]
+fn a_few_large_values_start_a_checkpoint() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let options = DurableOptions::<String, Vec<u8>>::new()
+        .sync_policy(SyncPolicy::Never)
+        .capacity(1_000)
+        .checkpoint_bytes(Some(64 << 10));
+    let db = DurableCache::open(tmp.path(), options)?;
+    // Twenty records of 8 KiB: 160 KiB of log, far fewer than 64 records.
+    for i in 0..20u8 {
+        db.insert(format!("k{i}"), vec![i; 8 << 10])?;
+    }
+    let started = Instant::now();
+    while db.checkpoint_counts().0 == 0 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(db.checkpoint_counts().0 >= 1, "no checkpoint after 160 KiB of 64 KiB allowed");
+    db.close_blocking()?;
+    Ok(())
+}
+
 #[test]
 fn a_directory_that_is_a_file_is_a_clear_error() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
