@@ -325,14 +325,15 @@ where
         } else {
             None
         };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shards = match self.shards {
             Some(n) if n == 0 || !n.is_power_of_two() || n > 65536 => {
                 return Err(Error::BadShardCount(n))
             }
             Some(n) => n.min(prev_power_of_two(capacity)),
-            None => default_shards(capacity, self.weigher.is_some()),
+            None if self.weigher.is_some() => default_weighted_shards_for(capacity, cores),
+            None => default_shards_for(capacity, cores),
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let stripes = cores.next_power_of_two().min(64);
         let epoch = Epoch::new(self.clock.now());
         let weighted = self.weigher.is_some();
@@ -423,15 +424,6 @@ where
 fn prev_power_of_two(n: u64) -> usize {
     let p = 1u64 << (63 - n.max(1).leading_zeros());
     usize::try_from(p).unwrap_or(1 << 16).min(1 << 16)
-}
-
-fn default_shards(capacity: u64, weighted: bool) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if weighted {
-        default_weighted_shards_for(capacity, cores)
-    } else {
-        default_shards_for(capacity, cores)
-    }
 }
 
 fn default_shards_for(capacity: u64, cores: usize) -> usize {

@@ -294,7 +294,7 @@ where
     /// evictions with them. The replay holds the shard's readers back (for at most a stripe
     /// per core of records); replaying under a read lock before taking the write lock, as
     /// writes did before, costs a second lock round trip and the policy mutex's: on inserts
-    /// of new keys into a full cache, 5% more time in all (`ins` measurement, 2026-11-24).
+    /// of new keys into a full cache, 5% more time in all (measured 2026-11-24).
     pub(crate) fn lock_for_write(&self, i: usize) -> RwLockWriteGuard<'_, Shard<K, V>> {
         let mut guard = self.shard_at(i).write();
         guard.drain_reads();

@@ -777,19 +777,24 @@ mod tests {
     use std::time::Instant;
     use strata_evict::PolicyConfig;
 
+    /// Time settings with no cache-wide expiry (a write may still carry its own TTL).
+    fn no_cache_wide_expiry() -> TimeSettings<u64, u64> {
+        TimeSettings {
+            ttl: None,
+            tti: None,
+            expiry: None,
+            refresh: None,
+            epoch: Epoch::new(Instant::now()),
+        }
+    }
+
     #[test]
     fn a_full_shard_under_churn_keeps_its_table_size_and_finds_every_entry() {
         let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
         let capacity = 1000;
         let mut shard: Shard<u64, u64> =
             Shard::new(PolicyConfig::Lru.build(capacity, 1), capacity, 1001, 1, WindowSync::Alone);
-        let time = TimeSettings::<u64, u64> {
-            ttl: None,
-            tti: None,
-            expiry: None,
-            refresh: None,
-            epoch: Epoch::new(Instant::now()),
-        };
+        let time = no_cache_wide_expiry();
         let room = shard.table_room;
         // Every insert past the first thousand evicts one entry, so tombstones keep forming;
         // 200 inserts per slot is far more than the table's free room.
@@ -815,13 +820,7 @@ mod tests {
         let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
         let mut shard: Shard<u64, u64> =
             Shard::new(PolicyConfig::Lru.build(100, 1), 100, 101, 1, WindowSync::Alone);
-        let time = TimeSettings::<u64, u64> {
-            ttl: None,
-            tti: None,
-            expiry: None,
-            refresh: None,
-            epoch: Epoch::new(Instant::now()),
-        };
+        let time = no_cache_wide_expiry();
         let ttl = Some(std::time::Duration::from_secs(3600));
         let mut most = 0;
         for i in 0..100_000u64 {

@@ -10,9 +10,10 @@
 //!   keys on recency, so the counters need to carry only the longer-term popularity) 30 closed
 //!   1.8 points more of the LRU-to-OPT gap on the shared traces than 10 (three seeds), most on
 //!   the short cs trace; 20 closed 0.3 less than 30 and lost 2 points on loop@512, 40 was no
-//!   better. The cost: on a loop where every key's count reaches the admission jitter's
-//!   threshold, the jitter's random admissions churn the main region (loop@404: 36 against 39
-//!   with 10). Without that memory, 20 and 40 were worse than 10 (docs/benchmarks.md).
+//!   better. Counts read about three times higher than with 10, so W-TinyLFU's admission
+//!   lottery starts at 14 rather than 10 (see the `tinylfu` module: at 10 every key of a loop
+//!   trace reached it, and its random admissions churned the main region). Without that
+//!   memory, 20 and 40 were worse than 10 (docs/benchmarks.md).
 //! - The optional doorkeeper is a Bloom filter that absorbs a key's first occurrence in each
 //!   sample period, so keys seen once never touch the counters; it is cleared at each aging.
 //!
@@ -34,14 +35,9 @@ const SAMPLE_PER_ENTRY: u64 = 30;
 
 #[derive(Debug)]
 pub(crate) struct FrequencySketch {
+    /// Exactly as many words as the sizing asks, not rounded up to a power of two (see
+    /// `counter`).
     table: Vec<u64>,
-    /// `table.len()`: counters are placed by multiplying a hash by it (Lemire's fast range
-    /// reduction), so the table is exactly as large as the sizing asks, not rounded up to a
-    /// power of two. Rounding made it 1.0 to 2.0 times that, about 2.5 bytes per entry more
-    /// at the per-shard capacities of a 100,000-entry cache; exact sizing cost 0.3 points of
-    /// the LRU-to-OPT gap on the shared traces (tinylfu alone, mean of seeds 1 to 3: 54.1% to
-    /// 53.8%).
-    words: u64,
     /// Empty when there is no doorkeeper.
     door: Vec<u64>,
     door_mask: u64,
@@ -62,7 +58,6 @@ impl FrequencySketch {
         let door_bits = (entries * door_bits_per_entry).next_power_of_two().max(64);
         FrequencySketch {
             table: vec![0; words],
-            words: words as u64,
             door: if doorkeeper { vec![0; door_bits / 64] } else { Vec::new() },
             door_mask: door_bits as u64 - 1,
             additions: 0,
@@ -109,10 +104,16 @@ impl FrequencySketch {
         (h1, h2)
     }
 
-    /// Word index and bit shift of the counter for row `i`.
+    /// Word index and bit shift of the counter for row `i`. The word is picked by
+    /// multiplying a hash by the table's length (Lemire's fast range reduction), so the table
+    /// need not be a power of two: rounding up made it 1.0 to 2.0 times the nominal size,
+    /// about 2.5 bytes per entry more at the per-shard capacities of a 100,000-entry cache,
+    /// and exact sizing cost 0.3 points of the LRU-to-OPT gap on the shared traces (tinylfu
+    /// alone, mean of seeds 1 to 3: 54.1% to 53.8%).
     fn counter(&self, h1: u64, h2: u64, i: u64) -> (usize, u32) {
         let g = h1.wrapping_add(i.wrapping_mul(h2));
-        (((u128::from(g) * u128::from(self.words)) >> 64) as usize, ((g & 15) as u32) << 2)
+        let words = self.table.len() as u128;
+        (((u128::from(g) * words) >> 64) as usize, ((g & 15) as u32) << 2)
     }
 
     fn door_bits(&self, h2: u64) -> [u64; 2] {

@@ -1084,8 +1084,7 @@ fn replay<K: Hash + Eq + 'static, V: 'static>(
     );
     let mut stats = RecoveryStats::default();
     let mut max_version = 0u64;
-    // A write with a version below a clear's is cleared, even when its record comes after
-    // the clear's (a plain insert that raced with the clear; see the module docs).
+    // The latest clear's version (see `replay_put`).
     let mut cleared = 0u64;
     for rec in wal.replay().map_err(wal_err)? {
         let rec = rec.map_err(wal_err)?;
@@ -1100,9 +1099,7 @@ fn replay<K: Hash + Eq + 'static, V: 'static>(
         match decoded {
             LogRecord::Put(p) => {
                 max_version = max_version.max(p.version);
-                if p.version > cleared {
-                    replay_put(&mut state, codecs, &p)?;
-                }
+                replay_put(&mut state, codecs, &p, cleared)?;
             }
             LogRecord::Remove(r) => {
                 max_version = max_version.max(r.version);
@@ -1118,9 +1115,7 @@ fn replay<K: Hash + Eq + 'static, V: 'static>(
                     match op {
                         record::Op::Put(p) => {
                             max_version = max_version.max(p.version);
-                            if p.version > cleared {
-                                replay_put(&mut state, codecs, p)?;
-                            }
+                            replay_put(&mut state, codecs, p, cleared)?;
                         }
                         record::Op::Remove(r) => {
                             max_version = max_version.max(r.version);
@@ -1137,13 +1132,20 @@ fn replay<K: Hash + Eq + 'static, V: 'static>(
     Ok((state, stats, max_version, cleared))
 }
 
-/// Applies a logged put if it is newer than what the map holds for its key. The value is
-/// decoded only then: a value superseded by a write already replayed costs no decoding.
+/// Applies a logged put if it is newer than what the map holds for its key and than the
+/// latest clear replayed (`cleared`, its version). The value is decoded only then: a value
+/// superseded by a write already replayed costs no decoding.
 fn replay_put<K: Hash + Eq + 'static, V: 'static>(
     state: &mut ReplayMap<K, V>,
     codecs: &Codecs<'_, K, V>,
     p: &Put<'_>,
+    cleared: u64,
 ) -> Result<()> {
+    // A write with a version below the latest clear's was cleared, even when its record
+    // comes after the clear's (a plain insert that raced with the clear; see the module docs).
+    if p.version <= cleared {
+        return Ok(());
+    }
     let key = codecs.keys.decode(p.key)?;
     let slot = |value| Slot { value, version: p.version, expires_at: p.expires_at };
     match state.entry(key) {

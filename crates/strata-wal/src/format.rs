@@ -237,15 +237,9 @@ pub fn decode_header(bytes: &[u8]) -> Result<FileHeader, HeaderError> {
 pub fn encode_frame(out: &mut Vec<u8>, ty: RecordType, seq: u64, payload: &[u8]) {
     debug_assert!(payload.len() <= MAX_PAYLOAD_LIMIT);
     let start = out.len();
-    out.extend_from_slice(&[0u8; 4]);
-    // The length fits in a u32 because callers enforce a maximum below MAX_PAYLOAD_LIMIT; the
-    // saturation only guards against misuse, and would then fail the decoder's length check.
-    out.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
-    out.push(ty.to_byte());
-    out.extend_from_slice(&seq.to_le_bytes());
+    out.resize(start + FRAME_OVERHEAD, 0);
     out.extend_from_slice(payload);
-    let crc = crc32c::crc32c(&out[start + 4..]);
-    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    finish_frame(&mut out[start..], ty, seq);
 }
 
 /// Writes one frame into `out`, which must be exactly `FRAME_OVERHEAD + payload.len()` bytes
@@ -257,14 +251,23 @@ pub fn encode_frame_into(out: &mut [u8], ty: RecordType, seq: u64, payload: &[u8
     if out.len() != FRAME_OVERHEAD + payload.len() {
         return false;
     }
-    // As in `encode_frame`: the saturation only guards against misuse.
-    out[4..8].copy_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
-    out[8] = ty.to_byte();
-    out[9..FRAME_OVERHEAD].copy_from_slice(&seq.to_le_bytes());
     out[FRAME_OVERHEAD..].copy_from_slice(payload);
-    let crc = crc32c::crc32c(&out[4..]);
-    out[..4].copy_from_slice(&crc.to_le_bytes());
+    finish_frame(out, ty, seq);
     true
+}
+
+/// Fills in the header of `frame`, whose payload is already in place after
+/// [`FRAME_OVERHEAD`] bytes: length, type, sequence number, and last the CRC over them and
+/// the payload.
+fn finish_frame(frame: &mut [u8], ty: RecordType, seq: u64) {
+    let len = frame.len() - FRAME_OVERHEAD;
+    // The length fits in a u32 because callers enforce a maximum below MAX_PAYLOAD_LIMIT; the
+    // saturation only guards against misuse, and would then fail the decoder's length check.
+    frame[4..8].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    frame[8] = ty.to_byte();
+    frame[9..FRAME_OVERHEAD].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc32c::crc32c(&frame[4..]);
+    frame[..4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A frame decoded in place.

@@ -21,10 +21,11 @@ pub(crate) fn map_readonly(file: &File) -> io::Result<memmap2::Mmap> {
     // written through `map_shared_rw` is preallocated, so a read map of the active segment
     // also covers its zero tail, into which the writer keeps copying records; readers stop at
     // the last record that existed when they started, which the log lock ordered before
-    // them, and never read the tail.) The log's own truncations (torn-tail repair at open, `check_dir --repair`)
-    // happen only after every map of that file is dropped: recovery maps, scans, drops the map,
-    // and only then truncates. `SegmentMap::seal` cuts a segment's zero tail while a replay may
-    // still map it, but only past its last record, which no reader reads. What remains is another program truncating the files behind
+    // them, and never read the tail.) The log's own truncations (torn-tail repair at open,
+    // `check_dir --repair`) happen only after every map of that file is dropped: recovery
+    // maps, scans, drops the map, and only then truncates. `SegmentMap::seal` cuts a
+    // segment's zero tail while a replay may still map it, but only past its last record,
+    // which no reader reads. What remains is another program truncating the files behind
     // the log's back, which is outside the contract (as for any database's files).
     unsafe { memmap2::Mmap::map(file) }
 }

@@ -380,6 +380,13 @@ impl Shared {
         self.durable_cv.notify_all();
     }
 
+    /// Poisons the log after a failed `op` on the active segment, and names the segment in
+    /// the error.
+    fn active_failed(&self, log: &mut LogState, op: &'static str, e: std::io::Error) -> Error {
+        self.poison(log);
+        Error::io(op, self.dir.join(recover::segment_name(log.active_id)), e)
+    }
+
     fn check_open(log: &LogState) -> Result<()> {
         if log.failed {
             return Err(Error::Poisoned);
@@ -416,12 +423,7 @@ impl Shared {
         }
         let written = log.active.append(&log.buf);
         log.buf.clear();
-        if let Err(e) = written {
-            self.poison(log);
-            let path = self.dir.join(recover::segment_name(log.active_id));
-            return Err(Error::io("append", path, e));
-        }
-        Ok(())
+        written.map_err(|e| self.active_failed(log, "append", e))
     }
 
     /// Seals the active segment's map, if any: unmaps it and cuts the file to the frames
@@ -429,11 +431,7 @@ impl Shared {
     /// was a map (the cut then needs a sync to be durable).
     fn seal(&self, log: &mut LogState) -> Result<bool> {
         let Some(map) = log.map.take() else { return Ok(false) };
-        if let Err(e) = map.seal(log.active_len) {
-            self.poison(log);
-            let path = self.dir.join(recover::segment_name(log.active_id));
-            return Err(Error::io("seal segment", path, e));
-        }
+        map.seal(log.active_len).map_err(|e| self.active_failed(log, "seal segment", e))?;
         Ok(true)
     }
 
@@ -470,11 +468,18 @@ impl Shared {
         Ok(())
     }
 
-    /// Adds to the appended byte count; call with the log lock held.
+    /// Accounts for a frame of `frame_len` bytes just handed to the OS (or the map): the
+    /// active length, the next sequence number, the appended byte count and the metrics.
+    /// Call with the log lock held (the byte count is a plain load and store under it).
     #[inline]
-    fn count_appended(&self, bytes: u64) {
-        let total = self.appended.load(Ordering::Relaxed) + bytes;
+    fn appended(&self, log: &mut LogState, frame_len: u64) {
+        log.active_len += frame_len;
+        log.next_seq += 1;
+        let total = self.appended.load(Ordering::Relaxed) + frame_len;
         self.appended.store(total, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.record_append(frame_len);
+        }
     }
 
     /// Appends one frame; returns its sequence number once the policy is satisfied.
@@ -526,19 +531,10 @@ impl Shared {
                         let written = log.map.as_mut().map_or(Ok(()), |m| m.write_at(at, &buf));
                         buf.clear();
                         log.buf = buf;
-                        if let Err(e) = written {
-                            self.poison(&mut log);
-                            let path = self.dir.join(recover::segment_name(log.active_id));
-                            return Err(Error::io("append", path, e));
-                        }
+                        written.map_err(|e| self.active_failed(&mut log, "append", e))?;
                     }
                 }
-                log.active_len += frame_len;
-                log.next_seq += 1;
-                self.count_appended(frame_len);
-                if let Some(m) = &self.metrics {
-                    m.record_append(frame_len);
-                }
+                self.appended(&mut log, frame_len);
                 return Ok(seq);
             }
             // A frame that does not fit in the rest of the map goes through the file.
@@ -546,32 +542,14 @@ impl Shared {
                 self.seal(&mut log)?;
             }
             // `buf` holds the frames not yet written: none when `write_buffer` is 0.
-            let mut buf = std::mem::take(&mut log.buf);
-            format::encode_frame(&mut buf, RecordType::Data, seq, payload);
-            let written = if buf.len() >= self.write_buffer {
-                let r = log.active.append(&buf);
-                buf.clear();
-                r
-            } else {
-                Ok(())
-            };
-            log.buf = buf;
-            if let Err(e) = written {
-                self.poison(&mut log);
-                let path = self.dir.join(recover::segment_name(log.active_id));
-                return Err(Error::io("append", path, e));
+            format::encode_frame(&mut log.buf, RecordType::Data, seq, payload);
+            if log.buf.len() >= self.write_buffer {
+                self.write_out(&mut log)?;
             }
-            log.active_len += frame_len;
-            log.next_seq += 1;
-            self.count_appended(frame_len);
-            if let Some(m) = &self.metrics {
-                m.record_append(frame_len);
-            }
+            self.appended(&mut log, frame_len);
             if self.policy == SyncPolicy::Always && !self.group_commit {
                 if let Err(e) = self.sync_segment(&*log.active, seq) {
-                    self.poison(&mut log);
-                    let path = self.dir.join(recover::segment_name(log.active_id));
-                    return Err(Error::io("fsync segment", path, e));
+                    return Err(self.active_failed(&mut log, "fsync segment", e));
                 }
                 let mut d = self.durable.lock();
                 d.durable_seq = d.durable_seq.max(seq);

@@ -91,7 +91,7 @@ impl LogRecord<'_> {
             LogRecord::Remove(r) => {
                 out.push(REMOVE_TAG);
                 put_bytes(out, r.key);
-                put_varint(out, r.version);
+                finish_remove(out, r.version);
             }
             _ => {
                 let encoded = postcard::to_extend(self, std::mem::take(out))?;
@@ -112,14 +112,7 @@ impl Put<'_> {
     fn encode_fields(&self, out: &mut Vec<u8>) {
         put_bytes(out, self.key);
         put_bytes(out, self.value);
-        put_varint(out, self.version);
-        match self.expires_at {
-            None => out.push(0),
-            Some(at) => {
-                out.push(1);
-                put_varint(out, at);
-            }
-        }
+        finish_put(out, self.version, self.expires_at);
     }
 }
 

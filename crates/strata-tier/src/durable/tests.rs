@@ -20,16 +20,16 @@ fn replay_keeps_the_highest_version_whatever_the_order() -> Result<()> {
     };
     let (new, old, again) = (value("new")?, value("old")?, value("again")?);
     let mut state = ReplayMap::default();
-    replay_put(&mut state, &codecs, &put(&k, &new, 20))?;
+    replay_put(&mut state, &codecs, &put(&k, &new, 20), 0)?;
     // A superseded value is not even decoded: garbage bytes in it are no error.
-    replay_put(&mut state, &codecs, &put(&k, &[0xff; 3], 12))?;
-    replay_put(&mut state, &codecs, &put(&k, &old, 12))?;
+    replay_put(&mut state, &codecs, &put(&k, &[0xff; 3], 12), 0)?;
+    replay_put(&mut state, &codecs, &put(&k, &old, 12), 0)?;
     replay_remove(&mut state, codecs.keys, &Remove { key: &k, version: 15 })?;
     assert_eq!(state.get("k").map(|s| (s.value.as_str(), s.version)), Some(("new", 20)));
     // Later writes apply in order; a newer removal removes.
     replay_remove(&mut state, codecs.keys, &Remove { key: &k, version: 21 })?;
     assert!(state.is_empty());
-    replay_put(&mut state, &codecs, &put(&k, &again, 22))?;
+    replay_put(&mut state, &codecs, &put(&k, &again, 22), 0)?;
     assert_eq!(state.get("k").map(|s| s.version), Some(22));
     Ok(())
 }
@@ -73,6 +73,14 @@ fn stored_values_pack_into_a_tagless_slot_and_keep_their_fields() {
     }
 }
 
+/// Appends `rec` to `wal` as the durable cache would.
+fn log(wal: &Wal, rec: LogRecord<'_>) -> Result<()> {
+    let mut buf = Vec::new();
+    rec.encode(&mut buf).map_err(|e| Error::Codec(e.to_string()))?;
+    wal.append(&buf)?;
+    Ok(())
+}
+
 #[test]
 fn a_put_logged_after_a_clear_with_a_lower_version_stays_cleared() -> Result<()> {
     // A plain insert that took its version before a clear may log its record after the
@@ -87,16 +95,10 @@ fn a_put_logged_after_a_clear_with_a_lower_version_stays_cleared() -> Result<()>
     };
     let (a, b, c, v) = (enc("a", &kc)?, enc("b", &kc)?, enc("c", &kc)?, enc("v", &vc)?);
     let wal = Wal::builder(tmp.path()).sync_policy(SyncPolicy::Never).open()?;
-    let log = |rec: LogRecord<'_>| -> Result<()> {
-        let mut buf = Vec::new();
-        rec.encode(&mut buf).map_err(|e| Error::Codec(e.to_string()))?;
-        wal.append(&buf)?;
-        Ok(())
-    };
-    log(LogRecord::Put(put(&a, &v, 3)))?;
-    log(LogRecord::Clear { version: 5 })?;
-    log(LogRecord::Put(put(&b, &v, 4)))?;
-    log(LogRecord::Put(put(&c, &v, 6)))?;
+    log(&wal, LogRecord::Put(put(&a, &v, 3)))?;
+    log(&wal, LogRecord::Clear { version: 5 })?;
+    log(&wal, LogRecord::Put(put(&b, &v, 4)))?;
+    log(&wal, LogRecord::Put(put(&c, &v, 6)))?;
     wal.close()?;
     drop(wal);
     let opts = || DurableOptions::<String, String>::new().sync_policy(SyncPolicy::Never);
@@ -111,13 +113,7 @@ fn a_put_logged_after_a_clear_with_a_lower_version_stays_cleared() -> Result<()>
     cache.close_blocking()?;
     drop(cache);
     let wal = Wal::builder(tmp.path()).sync_policy(SyncPolicy::Never).open()?;
-    let log = |rec: LogRecord<'_>| -> Result<()> {
-        let mut buf = Vec::new();
-        rec.encode(&mut buf).map_err(|e| Error::Codec(e.to_string()))?;
-        wal.append(&buf)?;
-        Ok(())
-    };
-    log(LogRecord::Put(put(&b, &v, 2)))?;
+    log(&wal, LogRecord::Put(put(&b, &v, 2)))?;
     wal.close()?;
     drop(wal);
     let cache = DurableCache::open(tmp.path(), opts())?;
