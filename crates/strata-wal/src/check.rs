@@ -16,11 +16,20 @@ pub struct CheckOptions {
     /// The largest payload accepted. The default is the format's limit: checking reads
     /// payloads in place and never allocates for them, so a large bound costs nothing.
     pub max_record_size: usize,
+    /// The segment size the log was written with (default 64 MiB, as
+    /// [`WalBuilder::segment_size`](crate::WalBuilder::segment_size)). Zeros at the end of the
+    /// last segment are the unfilled space of a memory-mapped segment, not damage, only in a
+    /// file as long as the space reserved for this size; elsewhere they are a problem.
+    pub segment_size: u64,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { repair: false, max_record_size: MAX_PAYLOAD_LIMIT }
+        CheckOptions {
+            repair: false,
+            max_record_size: MAX_PAYLOAD_LIMIT,
+            segment_size: crate::wal::DEFAULT_SEGMENT_SIZE,
+        }
     }
 }
 
@@ -106,6 +115,7 @@ impl fmt::Display for CheckReport {
 /// it is listed in the report.
 pub fn check_dir(fs: &dyn FileSystem, dir: &Path, opts: CheckOptions) -> Result<CheckReport> {
     let max = opts.max_record_size.clamp(1, MAX_PAYLOAD_LIMIT);
+    let reserved = crate::wal::reserved_len(opts.segment_size);
     let _lock = fs.lock_dir(dir).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             Error::Locked { dir: dir.to_path_buf() }
@@ -242,7 +252,8 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path, opts: CheckOptions) -> Result<
                 Step::End => break,
                 // The unfilled space of a memory-mapped last segment: its end, not damage.
                 Step::Bad { offset, .. }
-                    if i + 1 == segments.len() && recover::zero_tail(&bytes, offset) =>
+                    if i + 1 == segments.len()
+                        && recover::reserved_tail(&bytes, offset, reserved) =>
                 {
                     break
                 }

@@ -92,8 +92,14 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     /// cache as soon as the copy ends, exactly as after a `write`, so it survives a crash of
     /// the process, and [`WalFile::sync`] makes it durable. Until the log seals the map, the
     /// file holds zeros past the frames; recovery reads a run of zero bytes that reaches the
-    /// end of the last segment as the end of the log. Other implementations cannot create a
+    /// end of the last segment as the end of the log when the file is exactly `size` bytes
+    /// long (anywhere else such zeros are damage, which the recovery mode judges). A returned
+    /// map must therefore cover exactly `size` bytes. Other implementations cannot create a
     /// map (its constructor is private), so they keep the default.
+    ///
+    /// [`StdFs`] creates no map on file systems whose `fallocate` does not promise room for
+    /// the later stores (ZFS, btrfs, bcachefs: copy-on-write, so a full disk would turn a
+    /// store into the map into `SIGBUS`); the segment is then an ordinary file.
     fn create_mapped(
         &self,
         path: &Path,
@@ -161,7 +167,8 @@ fn open_options() -> OpenOptions {
 ///   its meaning.
 /// - The space is reserved with `fallocate` before mapping, so a store never needs a block
 ///   the disk lacks (a sparse file would raise `SIGBUS` on a full disk); a file system
-///   without `fallocate` gets an ordinary file and no map.
+///   without `fallocate`, or a copy-on-write one whose `fallocate` reserves no blocks for
+///   later writes (ZFS, btrfs, bcachefs), gets an ordinary file and no map.
 /// - The file is never shrunk while mapped: sealing unmaps first.
 /// - A first store into a page faults, and the kernel zeroes the page then: about one fault
 ///   per hundred small frames. (A helper thread reading ahead to move the zeroing off the
@@ -260,6 +267,35 @@ impl SegmentMap {
     }
 }
 
+/// File systems whose `fallocate` does not promise that later writes into the reserved range
+/// find space, by their `statfs` magic number. They are copy-on-write: ZFS accepts
+/// `fallocate` but reserves no blocks; btrfs writes into a preallocated extent in place only
+/// once, and only while the extent is neither shared (snapshot, reflink) nor compressed, so
+/// the second write-back of a page (a page partly filled at one fsync and filled further
+/// before the next) needs a new block; bcachefs is copy-on-write throughout. A store into a
+/// memory map there must reserve a block when it dirties the page, and on a full disk the
+/// kernel can only answer with `SIGBUS`, where a `write` would have returned `ENOSPC`.
+#[cfg(target_os = "linux")]
+const NO_RESERVATION_FS: [(u32, &str); 3] =
+    [(0x2FC1_2FC1, "zfs"), (0x9123_683E, "btrfs"), (0xCA45_1A4E, "bcachefs")];
+
+/// Whether a file system, by its `statfs` magic number (`f_type`), can hold a memory-mapped
+/// segment: whether `fallocate` there guarantees that every store into the reserved range
+/// finds a block. `None` (`statfs` failed) is treated as no.
+#[cfg(target_os = "linux")]
+pub(crate) fn fallocate_reserves(f_type: Option<u32>) -> bool {
+    f_type.is_some_and(|t| NO_RESERVATION_FS.iter().all(|&(magic, _)| magic != t))
+}
+
+/// The `statfs` magic number of the file system holding `file`, or `None` if `fstatfs` fails.
+#[cfg(target_os = "linux")]
+fn fs_magic(file: &File) -> Option<u32> {
+    // `f_type` is a C long (or a u32 on some targets) holding a 32-bit magic number; keeping
+    // its low 32 bits gives the same number whether the long is signed or 32 bits wide.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::fstatfs(file).ok().map(|s| s.f_type as u32)
+}
+
 /// Reserves `size` bytes for the empty `file` with `fallocate`; `false` if it cannot, with
 /// the file empty again.
 #[cfg(target_os = "linux")]
@@ -314,9 +350,11 @@ impl FileSystem for StdFs {
         // (`truncate` cannot be combined with `append` when opening, hence the `set_len`.)
         let file = open_options().create(true).read(true).append(true).open(path)?;
         file.set_len(0)?;
-        // A file system without fallocate, a disk without the room, or a size no map can
-        // hold: an ordinary file.
-        let reserved = usize::try_from(size).is_ok_and(|n| n > 0) && reserve(&file, size)?;
+        // A file system without fallocate, or whose fallocate does not reserve blocks for
+        // later writes, a disk without the room, or a size no map can hold: an ordinary file.
+        let reserved = usize::try_from(size).is_ok_and(|n| n > 0)
+            && fallocate_reserves(fs_magic(&file))
+            && reserve(&file, size)?;
         if !reserved {
             return Ok((Box::new(StdFile(file)), None));
         }
@@ -368,6 +406,39 @@ impl FileSystem for StdFs {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_file_systems_whose_fallocate_reserves_blocks_get_a_map() {
+        // The magic numbers of `linux/magic.h` (ZFS: its own `ZFS_SUPER_MAGIC`).
+        let table: [(Option<u32>, bool); 8] = [
+            (Some(0xEF53), true),       // ext2/3/4
+            (Some(0x5846_5342), true),  // XFS
+            (Some(0x0102_1994), true),  // tmpfs
+            (Some(0x2FC1_2FC1), false), // ZFS
+            (Some(0x9123_683E), false), // btrfs
+            (Some(0xCA45_1A4E), false), // bcachefs
+            (Some(0x6969), true),       // NFS: fallocate fails unless the server reserves
+            (None, false),              // statfs failed: no map, to be safe
+        ];
+        for (magic, expected) in table {
+            assert_eq!(fallocate_reserves(magic), expected, "{magic:x?}");
+        }
+    }
+
+    #[test]
+    fn create_mapped_follows_the_file_system_decision() -> io::Result<()> {
+        // Whatever file system the temporary directory is on, `create_mapped` maps exactly
+        // when the decision says so (and fallocate works, which it does on every file
+        // system the decision accepts that tests run on).
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("seg");
+        let (_file, map) = StdFs.create_mapped(&path, 64 << 10)?;
+        let magic = fs_magic(&File::open(&path)?);
+        assert_eq!(map.is_some(), fallocate_reserves(magic), "file system magic {magic:x?}");
+        let expected_len = if map.is_some() { 64 << 10 } else { 0 };
+        assert_eq!(std::fs::metadata(&path)?.len(), expected_len);
+        Ok(())
+    }
 
     #[test]
     fn a_failed_reservation_leaves_the_file_empty() -> io::Result<()> {

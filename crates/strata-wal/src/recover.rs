@@ -207,13 +207,20 @@ pub(crate) fn step(bytes: &[u8], pos: usize, max: usize, last_seq: u64, salvage:
     Step::Bad { offset: pos, kind, resume }
 }
 
-/// Whether `bytes` from `at` on are all zero (and there is at least one): the space a
-/// memory-mapped segment reserved and had not filled yet (see
-/// [`FileSystem::create_mapped`](crate::FileSystem::create_mapped)). No frame is all zeros (a
-/// frame's type byte is never 0), so such a run is never a record, and a run that reaches the
-/// end of the file holds none after it either.
-pub(crate) fn zero_tail(bytes: &[u8], at: usize) -> bool {
-    bytes.get(at..).is_some_and(|tail| !tail.is_empty() && tail.iter().all(|&b| b == 0))
+/// Whether the bytes from `at` on are the reserved space of a memory-mapped segment that had
+/// not been filled yet (see [`FileSystem::create_mapped`](crate::FileSystem::create_mapped)),
+/// and so the end of the log rather than damage: all zero (and at least one), in a file exactly
+/// `reserved` bytes long, the length the log gives every segment it reserves space for.
+///
+/// No frame is all zeros (a frame's type byte is never 0), so such a run is never a record,
+/// and a run that reaches the end of the file holds none after it either. The length is what
+/// tells reserved space from damage: a plain segment grows by its frames alone, so zeros at
+/// its end are bytes the disk lost (a file system that extended the file but not its data
+/// on a power loss), which the recovery mode must judge. Only a plain segment exactly that
+/// long whose last bytes the disk lost could still be mistaken for a mapped one.
+pub(crate) fn reserved_tail(bytes: &[u8], at: usize, reserved: u64) -> bool {
+    bytes.len() as u64 == reserved
+        && bytes.get(at..).is_some_and(|tail| !tail.is_empty() && tail.iter().all(|&b| b == 0))
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -423,12 +430,14 @@ impl SnapshotCursor {
 
 /// Recovers the log in `dir`: cleans up after an interrupted checkpoint, validates the
 /// snapshot and every segment according to `mode`, truncates a torn tail, and removes an empty
-/// last segment so that the new active segment can take its id.
+/// last segment so that the new active segment can take its id. `reserved` is the length of
+/// a segment whose space was reserved for a memory map (see [`reserved_tail`]).
 pub(crate) fn recover(
     fs: &dyn FileSystem,
     dir: &Path,
     mode: RecoveryMode,
     max: usize,
+    reserved: u64,
 ) -> Result<Recovered> {
     let mut report = RecoveryReport::default();
     let manifest = read_manifest(fs, dir)?;
@@ -494,7 +503,7 @@ pub(crate) fn recover(
         let mut record_bytes = 0u64;
         let mut cut: Option<u64> = None;
         // Where the reserved zeros of a memory-mapped last segment begin: its end, not damage.
-        let mut reserved: Option<u64> = None;
+        let mut zeros_at: Option<u64> = None;
         match check_header(&path, &bytes, FileKind::Segment, id)? {
             Ok(()) => {
                 let mut pos = HEADER_LEN;
@@ -507,8 +516,10 @@ pub(crate) fn recover(
                             pos = next;
                         }
                         Step::End => break,
-                        Step::Bad { offset, .. } if is_last && zero_tail(&bytes, offset) => {
-                            reserved = Some(offset as u64);
+                        Step::Bad { offset, .. }
+                            if is_last && reserved_tail(&bytes, offset, reserved) =>
+                        {
+                            zeros_at = Some(offset as u64);
                             break;
                         }
                         Step::Bad { offset, kind, resume } => {
@@ -544,7 +555,7 @@ pub(crate) fn recover(
             if at > 0 {
                 fs.truncate(&path, at).map_err(io("truncate torn tail", &path))?;
             }
-        } else if let Some(at) = reserved.filter(|_| records > 0) {
+        } else if let Some(at) = zeros_at.filter(|_| records > 0) {
             // The segment becomes an ordinary closed one: later segments follow it, and only
             // the last segment of a log may end in zeros.
             fs.truncate(&path, at).map_err(io("cut reserved space", &path))?;

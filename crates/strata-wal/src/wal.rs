@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use strata_metrics::{Registry, WalMetrics};
 
 /// Default segment size: 64 MiB.
-const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// Default maximum payload: 1 MiB.
 const DEFAULT_MAX_RECORD: usize = 1 << 20;
 
@@ -61,6 +61,14 @@ impl WalBuilder {
 
     /// The size at which the active segment is closed and a new one started (default 64 MiB).
     /// A segment holds at least one record, so it may exceed this by one record.
+    ///
+    /// Under [`SyncPolicy::Interval`] and [`SyncPolicy::Never`] a segment is reserved at this
+    /// size (at most 1 GiB) and memory-mapped, and a crash leaves zeros after its last record.
+    /// Recovery takes them for the end of the log only in a file of exactly the reserved
+    /// length, so reopen a crashed log with the segment size it was written with: otherwise
+    /// [`RecoveryMode::AbsoluteConsistency`] reports the zeros as damage, and the tolerant
+    /// modes cut them and count them in [`RecoveryReport::bytes_truncated`] (no record is
+    /// lost either way).
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
         self
@@ -194,7 +202,11 @@ impl WalBuilder {
         let rec = {
             let _span = tracing::info_span!("strata.wal.recover", dir = %dir.display()).entered();
             let started = Instant::now();
-            let rec = recover::recover(&*fs, &dir, self.recovery_mode, self.max_record_size)?;
+            // Whatever the policy now: a log written under `Interval` and reopened under
+            // `Always` after a crash still ends in the space reserved for its map.
+            let reserved = reserved_len(self.segment_size);
+            let rec =
+                recover::recover(&*fs, &dir, self.recovery_mode, self.max_record_size, reserved)?;
             if let Some(m) = &metrics {
                 let r = &rec.report;
                 m.recovery_duration.record_duration(started.elapsed());
@@ -313,6 +325,13 @@ const MAPPED_COPY_MAX: u64 = 2048;
 /// works, its appends past this go through `write`.
 const MAX_RESERVE: u64 = 1 << 30;
 
+/// The length of a segment whose space is reserved for a memory map: recovery takes zeros
+/// at the end of the last segment for unfilled reserved space only in a file of exactly this
+/// length (see `recover::reserved_tail`).
+pub(crate) fn reserved_len(segment_size: u64) -> u64 {
+    segment_size.min(MAX_RESERVE)
+}
+
 /// How much to reserve for a new segment: nothing under `Always`, which fsyncs every append
 /// anyway (a `write` per append costs little beside its fsync); the segment size otherwise, so
 /// that appends are memory copies.
@@ -320,7 +339,7 @@ fn reserve_for(policy: SyncPolicy, segment_size: u64, memory_map: bool) -> Optio
     match policy {
         _ if !memory_map => None,
         SyncPolicy::Always => None,
-        SyncPolicy::Interval(_) | SyncPolicy::Never => Some(segment_size.min(MAX_RESERVE)),
+        SyncPolicy::Interval(_) | SyncPolicy::Never => Some(reserved_len(segment_size)),
     }
 }
 

@@ -195,3 +195,64 @@ fn hostile_counters_at_the_top_of_the_range_are_refused() -> anyhow::Result<()> 
     assert!(open_replay(&fs, RecoveryMode::AbsoluteConsistency).is_err());
     Ok(())
 }
+
+/// Zeros after the last frame of a plain (not preallocated) segment are not reserved space
+/// but bytes the disk lost, e.g. a file system that extended the file on a power loss but
+/// never wrote its data: the recovery mode judges them like any other damage.
+#[test]
+fn zeros_after_a_plain_log_are_damage_the_mode_judges() -> anyhow::Result<()> {
+    let n = 30;
+    let files = written_log(n, 1 << 20);
+    anyhow::ensure!(files.len() == 1, "{} segments", files.len());
+    let (path, full) = &files[0];
+    let end = full.len() as u64;
+    for zeros in [1usize, FRAME_OVERHEAD, 4096] {
+        let mut padded = full.clone();
+        padded.resize(full.len() + zeros, 0);
+
+        let fs = disk_with(&[(path.clone(), padded.clone())]);
+        match open_replay(&fs, RecoveryMode::AbsoluteConsistency) {
+            Err(Error::Corruption { path: p, segment, offset, .. }) => {
+                anyhow::ensure!(p == *path && segment == Some(1) && offset == end, "{zeros}");
+            }
+            other => anyhow::bail!("{zeros} zeros: expected corruption, got {other:?}"),
+        }
+        // Nothing was cut: the strict mode refuses and leaves the evidence.
+        anyhow::ensure!(fs.contents(path).is_some_and(|b| b == padded));
+        let check = strata_wal::check_dir(&fs, &dir(), strata_wal::CheckOptions::default())?;
+        anyhow::ensure!(check.problems.len() == 1 && check.problems[0].offset == end);
+
+        for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::SkipCorrupt] {
+            let fs = disk_with(&[(path.clone(), padded.clone())]);
+            let (wal, records) = open_replay(&fs, mode)?;
+            anyhow::ensure!(records.len() as u64 == n, "{mode:?}: {} records", records.len());
+            anyhow::ensure!(records.iter().all(|r| r.payload == payload_for(r.seq)));
+            let report = wal.recovery_report();
+            anyhow::ensure!(report.bytes_truncated == zeros as u64, "{mode:?}: {report:?}");
+            let listed = u64::from(mode == RecoveryMode::SkipCorrupt);
+            anyhow::ensure!(report.skipped_count == listed, "{mode:?}: {report:?}");
+            drop(wal);
+            anyhow::ensure!(fs.contents(path).is_some_and(|b| b == *full), "{mode:?}: cut");
+        }
+    }
+
+    // What tells the two apart is the length: a file exactly as long as the space a mapped
+    // segment reserves (the segment size) is taken for one, in every mode.
+    let reserved = 8192u64;
+    let mut mapped_like = full.clone();
+    mapped_like.resize(reserved as usize, 0);
+    let fs = disk_with(&[(path.clone(), mapped_like.clone())]);
+    let wal = on(&fs).segment_size(reserved).recovery_mode(RecoveryMode::AbsoluteConsistency);
+    let wal = wal.open()?;
+    anyhow::ensure!(replay_all(&wal)?.len() as u64 == n);
+    anyhow::ensure!(wal.recovery_report().bytes_truncated == 0);
+    // With another segment size the same file is a plain one with a zero tail.
+    let fs = disk_with(&[(path.clone(), mapped_like)]);
+    let opened =
+        on(&fs).segment_size(reserved + 1).recovery_mode(RecoveryMode::AbsoluteConsistency).open();
+    anyhow::ensure!(
+        matches!(opened, Err(Error::Corruption { offset, .. }) if offset == end),
+        "{opened:?}"
+    );
+    Ok(())
+}

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 const CHILD_ENV: &str = "STRATA_WAL_CRASH_CHILD_DIR";
 /// `always` or `interval`: the child's sync policy.
 const POLICY_ENV: &str = "STRATA_WAL_CRASH_CHILD_POLICY";
+/// The child's segment size; the parent reopens with the same, so that recovery knows the
+/// length of a segment reserved for a memory map and reads its zeros as the end of the log.
+const SEGMENT_SIZE: u64 = 64 << 10;
 
 /// The child's body, run only by the parent test (as an ignored test, with the variable set).
 #[test]
@@ -25,7 +28,7 @@ fn crash_child() -> anyhow::Result<()> {
         Ok("interval") => SyncPolicy::Interval(Duration::from_secs(1)),
         _ => SyncPolicy::Always,
     };
-    let wal = Wal::builder(&dir).sync_policy(policy).segment_size(64 << 10).open()?;
+    let wal = Wal::builder(&dir).sync_policy(policy).segment_size(SEGMENT_SIZE).open()?;
     let out = std::io::stdout();
     let started = Instant::now();
     let mut seq = wal.next_seq();
@@ -95,7 +98,7 @@ fn sigkill_at_random_times_loses_no_acknowledged_append() -> anyhow::Result<()> 
         }
         acked_max = acked_max.max(acks.last().copied().unwrap_or(0));
 
-        let wal = Wal::builder(tmp.path()).open()?;
+        let wal = Wal::builder(tmp.path()).segment_size(SEGMENT_SIZE).open()?;
         let records = replay_all(&wal)?;
         let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
         anyhow::ensure!(

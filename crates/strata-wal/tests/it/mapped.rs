@@ -29,8 +29,23 @@ fn crashed_log(dir: &Path, policy: SyncPolicy, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether segments in `dir` get memory-mapped: not on ZFS, btrfs or bcachefs, whose
+/// `fallocate` reserves no blocks for later stores (a unit test in `fs.rs` checks that
+/// decision against the file system the tests run on). There the segments are ordinary files
+/// and the tests of what a mapped segment leaves on disk say so and stop.
+fn maps_segments(dir: &Path) -> anyhow::Result<bool> {
+    let probe = tempfile::tempdir_in(dir)?;
+    crashed_log(probe.path(), SyncPolicy::Never, 1)?;
+    let mapped = file_len(&segment(probe.path(), 1))? == RESERVE;
+    if !mapped {
+        eprintln!("not checked: segments under {} are not memory-mapped here", dir.display());
+    }
+    Ok(mapped)
+}
+
+/// Opens a log written by [`crashed_log`], with its segment size.
 fn open_mode(dir: &Path, mode: RecoveryMode) -> strata_wal::Result<Wal> {
-    Wal::builder(dir).recovery_mode(mode).open()
+    Wal::builder(dir).segment_size(RESERVE).recovery_mode(mode).open()
 }
 
 fn check_records(wal: &Wal, n: u64) -> anyhow::Result<()> {
@@ -47,13 +62,17 @@ const MODES: [RecoveryMode; 3] =
 
 #[test]
 fn a_crashed_mapped_log_recovers_every_record_in_every_mode() -> anyhow::Result<()> {
+    if !maps_segments(&std::env::temp_dir())? {
+        return Ok(());
+    }
     for policy in [SyncPolicy::Interval(Duration::from_secs(60)), SyncPolicy::Never] {
         for mode in MODES {
             let tmp = tempfile::tempdir()?;
             crashed_log(tmp.path(), policy, 300)?;
             // The segment still holds its reserved zeros after the frames.
             anyhow::ensure!(file_len(&segment(tmp.path(), 1))? == RESERVE);
-            let check = check_dir(&strata_wal::StdFs, tmp.path(), CheckOptions::default())?;
+            let opts = CheckOptions { segment_size: RESERVE, ..CheckOptions::default() };
+            let check = check_dir(&strata_wal::StdFs, tmp.path(), opts)?;
             anyhow::ensure!(check.problems.is_empty(), "{mode:?}: {:?}", check.problems);
             let wal = open_mode(tmp.path(), mode)?;
             anyhow::ensure!(
@@ -106,6 +125,9 @@ fn close_cuts_the_reserved_space_and_rotation_leaves_exact_segments() -> anyhow:
 
 #[test]
 fn a_torn_frame_before_the_zeros_is_a_torn_tail() -> anyhow::Result<()> {
+    if !maps_segments(&std::env::temp_dir())? {
+        return Ok(());
+    }
     for mode in MODES {
         let tmp = tempfile::tempdir()?;
         crashed_log(tmp.path(), SyncPolicy::Never, 100)?;
@@ -148,6 +170,9 @@ fn frames_end(path: &Path) -> anyhow::Result<u64> {
 #[test]
 fn damage_inside_the_reserved_zeros_is_not_taken_for_the_end() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
+    if !maps_segments(tmp.path())? {
+        return Ok(());
+    }
     crashed_log(tmp.path(), SyncPolicy::Never, 50)?;
     let path = segment(tmp.path(), 1);
     let end = frames_end(&path)?;
@@ -156,7 +181,8 @@ fn damage_inside_the_reserved_zeros_is_not_taken_for_the_end() -> anyhow::Result
     let file = std::fs::OpenOptions::new().write(true).open(&path)?;
     file.write_all_at(&[1], end + 5000)?;
     drop(file);
-    let check = check_dir(&strata_wal::StdFs, tmp.path(), CheckOptions::default())?;
+    let opts = CheckOptions { segment_size: RESERVE, ..CheckOptions::default() };
+    let check = check_dir(&strata_wal::StdFs, tmp.path(), opts)?;
     anyhow::ensure!(check.problems.len() == 1 && check.problems[0].offset == end);
     match open_mode(tmp.path(), RecoveryMode::AbsoluteConsistency) {
         Err(strata_wal::Error::Corruption { offset, kind, .. }) => {
@@ -189,7 +215,11 @@ fn large_and_small_frames_mixed_survive_a_crash() -> anyhow::Result<()> {
         anyhow::ensure!(wal.append(&payload(seq))? == seq);
     }
     drop(wal);
-    let wal = Wal::builder(tmp.path()).max_record_size(64 << 10).open()?;
+    let wal = Wal::builder(tmp.path())
+        .segment_size(RESERVE)
+        .max_record_size(64 << 10)
+        .recovery_mode(RecoveryMode::AbsoluteConsistency)
+        .open()?;
     let records = replay_all(&wal)?;
     anyhow::ensure!(records.len() == 150, "{} records", records.len());
     for r in &records {
@@ -217,5 +247,121 @@ fn replay_of_a_live_mapped_log_sees_every_frame_and_stops_at_its_end() -> anyhow
     anyhow::ensure!(records.iter().all(|r| r.payload == payload_for(r.seq)));
     check_records(&wal, 260)?;
     wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn the_zeros_are_the_end_only_in_a_segment_of_the_reserved_length() -> anyhow::Result<()> {
+    if !maps_segments(&std::env::temp_dir())? {
+        return Ok(());
+    }
+    // Reopened under another policy, the segment size alone says what was reserved: a log
+    // written under `Never` and reopened under `Always` reads its zeros as the end.
+    let tmp = tempfile::tempdir()?;
+    crashed_log(tmp.path(), SyncPolicy::Never, 120)?;
+    let wal = Wal::builder(tmp.path())
+        .segment_size(RESERVE)
+        .recovery_mode(RecoveryMode::AbsoluteConsistency)
+        .open()?;
+    check_records(&wal, 120)?;
+    anyhow::ensure!(wal.recovery_report().bytes_truncated == 0);
+    drop(wal);
+
+    // Reopened with another segment size, the file is not as long as that reservation, so
+    // its zeros are damage like any other: the strict mode names the file and the offset,
+    // the tolerant modes cut them and lose no record.
+    for mode in MODES {
+        let tmp = tempfile::tempdir()?;
+        crashed_log(tmp.path(), SyncPolicy::Never, 120)?;
+        let path = segment(tmp.path(), 1);
+        let end = frames_end(&path)?;
+        let opened = Wal::builder(tmp.path()).segment_size(RESERVE * 2).recovery_mode(mode).open();
+        if mode == RecoveryMode::AbsoluteConsistency {
+            match opened {
+                Err(strata_wal::Error::Corruption { path: p, offset, .. }) => {
+                    anyhow::ensure!(p == path && offset == end, "{p:?} at {offset}");
+                }
+                other => anyhow::bail!("expected corruption, got {other:?}"),
+            }
+            anyhow::ensure!(file_len(&path)? == RESERVE, "the strict mode cuts nothing");
+            continue;
+        }
+        let wal = opened?;
+        check_records(&wal, 120)?;
+        anyhow::ensure!(wal.recovery_report().bytes_truncated == RESERVE - end, "{mode:?}");
+        anyhow::ensure!(file_len(&path)? == end);
+    }
+    Ok(())
+}
+
+#[test]
+fn garbage_after_the_last_frame_of_an_unsealed_segment_is_judged_by_the_mode() -> anyhow::Result<()>
+{
+    if !maps_segments(&std::env::temp_dir())? {
+        return Ok(());
+    }
+    for mode in MODES {
+        let tmp = tempfile::tempdir()?;
+        crashed_log(tmp.path(), SyncPolicy::Interval(Duration::from_secs(60)), 100)?;
+        // Bytes that are neither a frame nor reserved zeros right after the last frame.
+        let path = segment(tmp.path(), 1);
+        let end = frames_end(&path)?;
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.write_all_at(&[0xA5; 64], end)?;
+        drop(file);
+        let opened = open_mode(tmp.path(), mode);
+        if mode == RecoveryMode::AbsoluteConsistency {
+            match opened {
+                Err(strata_wal::Error::Corruption { path: p, offset, .. }) => {
+                    anyhow::ensure!(p == path && offset == end, "{p:?} at {offset}");
+                }
+                other => anyhow::bail!("garbage is corruption here: {other:?}"),
+            }
+            continue;
+        }
+        let wal = opened?;
+        check_records(&wal, 100)?;
+        let report = wal.recovery_report();
+        anyhow::ensure!(report.bytes_truncated == RESERVE - end, "{mode:?}: {report:?}");
+        let listed = u64::from(mode == RecoveryMode::SkipCorrupt);
+        anyhow::ensure!(report.skipped_count == listed, "{mode:?}: {report:?}");
+        anyhow::ensure!(file_len(&path)? == end);
+    }
+    Ok(())
+}
+
+#[test]
+fn zeros_after_an_unmapped_log_on_real_files_are_refused_by_the_strict_mode() -> anyhow::Result<()>
+{
+    // `memory_map(false)`: every append is a `write`, the file holds exactly its frames, and
+    // a zero tail can only be lost data.
+    for policy in [SyncPolicy::Never, SyncPolicy::Always] {
+        let tmp = tempfile::tempdir()?;
+        let wal = Wal::builder(tmp.path())
+            .sync_policy(policy)
+            .segment_size(RESERVE)
+            .memory_map(false)
+            .open()?;
+        for seq in 1..=60u64 {
+            anyhow::ensure!(wal.append(&payload_for(seq))? == seq);
+        }
+        drop(wal);
+        let path = segment(tmp.path(), 1);
+        let end = file_len(&path)?;
+        anyhow::ensure!(end == frames_end(&path)?, "{policy:?}: a plain file holds its frames");
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.set_len(end + 4096)?;
+        drop(file);
+        match open_mode(tmp.path(), RecoveryMode::AbsoluteConsistency) {
+            Err(strata_wal::Error::Corruption { path: p, offset, .. }) => {
+                anyhow::ensure!(p == path && offset == end, "{p:?} at {offset}");
+            }
+            other => anyhow::bail!("{policy:?}: expected corruption, got {other:?}"),
+        }
+        let wal = open_mode(tmp.path(), RecoveryMode::TolerateTornTail)?;
+        check_records(&wal, 60)?;
+        anyhow::ensure!(wal.recovery_report().bytes_truncated == 4096);
+        anyhow::ensure!(file_len(&path)? == end);
+    }
     Ok(())
 }
