@@ -396,10 +396,25 @@ impl FileSystem for StdFs {
         let path: PathBuf = dir.join("LOCK");
         let file = open_options().create(true).truncate(false).write(true).open(&path)?;
         if file.try_lock_exclusive()? {
-            Ok(LockGuard::new(file))
+            Ok(LockGuard::new(DirLock(file)))
         } else {
             Err(io::Error::new(io::ErrorKind::WouldBlock, "locked by another writer"))
         }
+    }
+}
+
+/// The `LOCK` file of a log directory, holding an exclusive `flock` until dropped.
+#[derive(Debug)]
+struct DirLock(File);
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Unlock before the descriptor closes. An `flock` belongs to the open file
+        // description, which a child process spawned meanwhile (by anyone in this process)
+        // shares until its `exec` closes its copy; closing only our descriptor would leave
+        // the directory locked for that moment, and a reopen in this process would fail
+        // with `Locked`. A failed unlock leaves the close to release it, as before.
+        let _ = fs4::fs_std::FileExt::unlock(&self.0);
     }
 }
 
@@ -437,6 +452,26 @@ mod tests {
         assert_eq!(map.is_some(), fallocate_reserves(magic), "file system magic {magic:x?}");
         let expected_len = if map.is_some() { 64 << 10 } else { 0 };
         assert_eq!(std::fs::metadata(&path)?.len(), expected_len);
+        Ok(())
+    }
+
+    #[test]
+    fn dropping_the_lock_releases_it_even_while_its_file_is_shared() -> io::Result<()> {
+        use fs4::fs_std::FileExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("LOCK");
+        let file = open_options().create(true).truncate(false).write(true).open(path)?;
+        assert!(file.try_lock_exclusive()?);
+        // A duplicate of the descriptor shares the open file description, and so the lock,
+        // as a child process spawned at this moment does until its exec.
+        let shared = file.try_clone()?;
+        let guard = DirLock(file);
+        let locked = StdFs.lock_dir(dir.path());
+        assert!(locked.is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock));
+        drop(guard);
+        // Relocking succeeds although `shared` still refers to the locked description.
+        drop(StdFs.lock_dir(dir.path())?);
+        drop(shared);
         Ok(())
     }
 
