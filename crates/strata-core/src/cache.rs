@@ -92,6 +92,9 @@ where
 pub enum Compute<V> {
     /// Store this value.
     Put(V),
+    /// Store this value with a time to live of its own (a zero TTL removes the entry, as
+    /// [`Cache::insert_with_ttl`] does).
+    PutWithTtl(V, Duration),
     /// Remove the entry.
     Remove,
     /// Leave things as they are.
@@ -640,27 +643,88 @@ where
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn and_compute(self, f: impl FnOnce(Option<&V>) -> Compute<V>) -> Option<V> {
+        self.and_compute_with(|current| {
+            let current = current.value();
+            let decision = f(current);
+            let after = match &decision {
+                Compute::Keep => current.cloned(),
+                Compute::Put(v) => Some(v.clone()),
+                Compute::PutWithTtl(v, ttl) => (!ttl.is_zero()).then(|| v.clone()),
+                Compute::Remove => None,
+            };
+            (decision, after)
+        })
+    }
+
+    /// The general form of [`and_compute`](Self::and_compute): the closure looks at the
+    /// entry if it needs to ([`Current::value`]; a blind write does not pay for the lookup),
+    /// and returns its decision and a result of its own, which this returns. It is how a
+    /// caller makes a side effect part of the same atomic step, or fails it without touching
+    /// the entry: the durable cache appends its log record in the closure and answers `Keep`
+    /// if the append failed. Nothing is cloned; the key is hashed once.
+    ///
+    /// ```
+    /// use strata_core::{Cache, Compute};
+    ///
+    /// let stock: Cache<&str, u32> = Cache::builder().max_capacity(100).build()?;
+    /// stock.insert("apples", 2);
+    /// let take = |n: u32| {
+    ///     stock.entry("apples").and_compute_with(|e| match e.value().copied().unwrap_or(0) {
+    ///         have if have >= n => (Compute::Put(have - n), Ok(have - n)),
+    ///         have => (Compute::Keep, Err(have)),
+    ///     })
+    /// };
+    /// assert_eq!(take(1), Ok(1));
+    /// assert_eq!(take(5), Err(1));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn and_compute_with<R>(self, f: impl FnOnce(&Current<'_, K, V>) -> (Compute<V>, R)) -> R {
         let cache = self.cache;
         let hash = cache.hash(&self.key);
         let mut out = Removed::new();
-        let mut guard = cache.shard(hash).write();
-        let now = cache.now();
-        let current = guard.live_value(hash, &self.key, now);
-        let result = match f(current) {
-            Compute::Keep => current.cloned(),
-            Compute::Put(v) => {
-                cache.write_locked(&mut guard, hash, self.key, v.clone(), None, &mut out);
-                Some(v)
-            }
-            Compute::Remove => {
+        // As for a plain write: buffered reads reach the policy before it decides evictions.
+        let mut guard = cache.lock_for_write(cache.shard_index(hash));
+        // Only a shard holding timed entries needs the time to tell a live value.
+        let now = if guard.is_timed() { cache.now() } else { 0 };
+        let (decision, result) = f(&Current { shard: &guard, hash, key: &self.key, now });
+        let put = match decision {
+            Compute::Keep => None,
+            Compute::Put(v) => Some((v, None)),
+            Compute::PutWithTtl(v, ttl) if !ttl.is_zero() => Some((v, Some(ttl))),
+            Compute::PutWithTtl(..) | Compute::Remove => {
                 guard.remove(&cache.inner.hasher, hash, &self.key, now, &mut out);
-                cache.count(|s| s.removals.add(out.len() as u64));
+                cache.count_removals(out.causes());
                 None
             }
         };
+        if let Some((v, ttl)) = put {
+            cache.write_locked(&mut guard, hash, self.key, v, ttl, &mut out);
+        }
         drop(guard);
         cache.finish(out);
         result
+    }
+}
+
+/// The entry an [`EntryRef::and_compute_with`] closure decides about, its shard locked.
+pub struct Current<'a, K, V> {
+    shard: &'a Shard<K, V>,
+    hash: u64,
+    key: &'a K,
+    now: u64,
+}
+
+impl<K, V> fmt::Debug for Current<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Current").finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + 'static, V: 'static> Current<'_, K, V> {
+    /// The live value, looked up now (an expired one counts as absent). Reading it is not
+    /// recorded for the eviction policy or time-to-idle.
+    pub fn value(&self) -> Option<&V> {
+        self.shard.live_value(self.hash, self.key, self.now)
     }
 }
 

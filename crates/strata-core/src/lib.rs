@@ -50,7 +50,7 @@ mod wheel;
 
 pub use atomic::Atomic;
 pub use builder::CacheBuilder;
-pub use cache::{Cache, Compute, EntryRef, Iter};
+pub use cache::{Cache, Compute, Current, EntryRef, Iter};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use expiry::{Expiry, RemovalCause};

@@ -190,3 +190,40 @@ fn stats_can_be_turned_off() {
     assert_eq!((s.hits, s.misses, s.inserts), (0, 0, 0));
     assert_eq!(s.entry_count, 1);
 }
+
+#[test]
+fn and_compute_with_returns_the_closures_result_and_applies_its_decision() {
+    let (cache, events) = recording(100);
+    cache.insert(1, 10);
+    // A blind write never looks; a failed side effect keeps the entry as it was.
+    let r: Result<u32, &str> =
+        cache.entry(1).and_compute_with(|_| (Compute::Keep, Err("log refused the record")));
+    assert_eq!(r, Err("log refused the record"));
+    assert_eq!(cache.get(&1), Some(10));
+    let seen = cache.entry(1).and_compute_with(|e| (Compute::Put(11), e.value().copied()));
+    assert_eq!((seen, cache.get(&1)), (Some(10), Some(11)));
+    assert_eq!(cache.entry(2).and_compute_with(|e| (Compute::Put(20), e.value().copied())), None);
+    assert_eq!(cache.get(&2), Some(20));
+    // A removal is reported to the listener, after the lock is released.
+    cache.entry(1).and_compute_with(|_| (Compute::Remove, ()));
+    assert_eq!(cache.get(&1), None);
+    assert_eq!(
+        events.lock().unwrap().as_slice(),
+        &[(1, 10, RemovalCause::Replaced), (1, 11, RemovalCause::Explicit)]
+    );
+    // Concurrent read-modify-writes through it lose no update, and each closure runs once.
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..1000 {
+                    cache.entry(3).and_compute_with(|e| {
+                        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        (Compute::Put(e.value().copied().unwrap_or(0) + 1), ())
+                    });
+                }
+            });
+        }
+    });
+    assert_eq!((cache.get(&3), calls.into_inner()), (Some(2000), 2000), "no lost update");
+}

@@ -1,6 +1,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use strata_core::{Cache, Expiry, ManualClock, RemovalCause};
+use strata_core::{Cache, Compute, Expiry, ManualClock, RemovalCause};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -162,4 +162,20 @@ fn expiry_and_idle_time_cannot_be_combined() {
     let r: Result<Cache<u32, u32>, _> =
         Cache::builder().max_capacity(1).expire_after(ByValue).time_to_idle(S).build();
     assert!(r.is_err());
+}
+
+#[test]
+fn and_compute_with_sets_a_ttl_of_its_own_and_never_shows_an_expired_value() {
+    let (cache, clock, events) = clocked(Cache::builder().max_capacity(10));
+    cache.entry(1).and_compute_with(|_| (Compute::PutWithTtl(1, 10 * S), ()));
+    clock.advance(9 * S);
+    assert_eq!(cache.entry(1).and_compute_with(|e| (Compute::Keep, e.value().copied())), Some(1));
+    clock.advance(S);
+    assert_eq!(cache.entry(1).and_compute_with(|e| (Compute::Keep, e.value().copied())), None);
+    assert_eq!(cache.get(&1), None);
+    // A zero TTL stores nothing and drops the old value, as `insert_with_ttl` does.
+    cache.insert(2, 2);
+    let after = cache.entry(2).and_compute(|_| Compute::PutWithTtl(3, Duration::ZERO));
+    assert_eq!((after, cache.get(&2)), (None, None));
+    assert!(events.lock().unwrap().contains(&(2, RemovalCause::Explicit)));
 }
