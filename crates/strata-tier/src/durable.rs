@@ -43,7 +43,8 @@
 //!
 //! **Write path.** Keys and values are encoded first, outside every lock: an encoding error or
 //! an oversized value returns an error and changes nothing. Then, with the key's shard
-//! write-locked (`Cache::atomically`), the version is taken, the record is appended to the WAL
+//! write-locked (`EntryRef::and_compute_with` for a single-key write, `Cache::atomically` for
+//! a remove and a transaction), the version is taken, the record is appended to the WAL
 //! (handed to the OS, not yet fsynced) and the value is applied in memory. Holding the shard
 //! lock across append and apply makes the per-key log order equal the apply order, and means
 //! no reader sees a value before its record is in the log. The wait for durability happens
@@ -146,7 +147,7 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use strata_core::{Cache, Clock, SystemClock};
+use strata_core::{Cache, Clock, Compute, SystemClock};
 use strata_metrics::Registry;
 use strata_wal::{CheckpointInfo, RecoveryMode, SyncPolicy, Wal};
 
@@ -778,22 +779,25 @@ where
             };
             // Only a compare-and-swap, which reads, needs the clear gate; see the module docs.
             let gate = expected.map(|_| inner.gate.read());
-            // The section borrows its keys for the whole call, and the key itself moves into
-            // the cache inside it.
-            let lookup = key.clone();
-            let out = inner.cache.atomically([&lookup], |a| -> Result<_> {
+            // One step under the key's shard lock: check, version, log, apply. A failed
+            // append keeps the entry as it was.
+            let out = inner.cache.entry(key).and_compute_with(|current| {
                 if let Some(expected) = expected {
                     let current =
-                        a.get(&key)?.filter(|s| s.is_live(now)).map_or(0, |s| s.version());
+                        current.value().filter(|s| s.is_live(now)).map_or(0, |s| s.version());
                     if current != expected {
-                        return Ok(Err(current));
+                        return (Compute::Keep, Ok(Err(current)));
                     }
                 }
                 let version = inner.take_versions(1);
                 record::finish_put(buf, version, expires_at.map(|e| e.0));
-                let seq = inner.append(buf)?;
-                inner.apply_put(a, key, value, version, expires_at, now)?;
-                Ok(Ok((seq, version)))
+                match inner.append(buf) {
+                    Ok(seq) => {
+                        let stored = Stored::new(value, version, expires_at);
+                        (put_decision(stored, expires_at, now), Ok(Ok((seq, version))))
+                    }
+                    Err(e) => (Compute::Keep, Err(e)),
+                }
             })?;
             drop(gate);
             match out {
@@ -949,13 +953,11 @@ where
         expires_at: Option<ExpiresAt>,
         now: SystemTime,
     ) -> Result<()> {
-        let stored = Stored::new(value, version, expires_at);
-        match expires_at.map(|e| e.remaining(now)) {
-            None => a.insert(key, stored)?,
-            Some(Some(ttl)) => a.insert_with_ttl(key, stored, ttl)?,
-            // Already past its deadline (the TTL was shorter than the time to get here): the
-            // log holds it, recovery drops it, and memory must not serve the old value.
-            Some(None) => drop(a.remove(&key)?),
+        match put_decision(Stored::new(value, version, expires_at), expires_at, now) {
+            Compute::Put(stored) => a.insert(key, stored)?,
+            Compute::PutWithTtl(stored, ttl) => a.insert_with_ttl(key, stored, ttl)?,
+            Compute::Remove => drop(a.remove(&key)?),
+            Compute::Keep => {}
         }
         Ok(())
     }
@@ -1004,6 +1006,22 @@ where
         let info = cp.finish().map_err(wal_err)?;
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(info)
+    }
+}
+
+/// How memory takes a logged put: with the remaining time as its cache TTL, so that it is
+/// reclaimed, or not at all if it is already past its deadline (the TTL was shorter than the
+/// time to get here: the log holds it, recovery drops it, and memory must not serve the old
+/// value).
+fn put_decision<V>(
+    stored: Stored<V>,
+    expires_at: Option<ExpiresAt>,
+    now: SystemTime,
+) -> Compute<Stored<V>> {
+    match expires_at.map(|e| e.remaining(now)) {
+        None => Compute::Put(stored),
+        Some(Some(ttl)) => Compute::PutWithTtl(stored, ttl),
+        Some(None) => Compute::Remove,
     }
 }
 

