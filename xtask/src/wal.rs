@@ -8,10 +8,14 @@ use std::process::Command;
 use strata_wal::{check_dir, CheckOptions, StdFs};
 
 const CHECK_USAGE: &str = "usage: cargo xtask wal-check DIR [--repair] [--max-record-size BYTES]
+       [--segment-size BYTES]
 
 Validates every record of the WAL in DIR (manifest, snapshot, segments) and reports what is
 wrong and where. --repair truncates the log at its first bad record (later segments are
-removed). Exits non-zero if problems remain. Refuses to run while a writer holds the log.";
+removed). --segment-size is the size the log was written with (default 64 MiB): zeros at the
+end of the last segment are a memory-mapped segment's unfilled space only in a file of the
+space reserved for that size. Exits non-zero if problems remain. Refuses to run while a writer
+holds the log.";
 
 /// Runs `wal-check`.
 pub(crate) fn wal_check(args: &[String]) -> Result<()> {
@@ -25,6 +29,11 @@ pub(crate) fn wal_check(args: &[String]) -> Result<()> {
                 let n = it.next().context("--max-record-size needs a value")?;
                 opts.max_record_size =
                     n.parse().with_context(|| format!("bad --max-record-size `{n}`"))?;
+            }
+            "--segment-size" => {
+                let n = it.next().context("--segment-size needs a value")?;
+                opts.segment_size =
+                    n.parse().with_context(|| format!("bad --segment-size `{n}`"))?;
             }
             "-h" | "--help" => {
                 println!("{CHECK_USAGE}");
