@@ -66,9 +66,8 @@ impl Postcard {
 impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
     fn encode(&self, value: &T, out: &mut Vec<u8>) -> Result<()> {
         let start = out.len();
-        let encoded = postcard::to_extend(value, std::mem::take(out))
+        postcard::serialize_with_flavor(value, Append(out))
             .map_err(|e| Error::Codec(format!("cannot encode {}: {e}", self.what)))?;
-        *out = encoded;
         let len = out.len() - start;
         if len > self.max_len {
             out.truncate(start);
@@ -93,6 +92,32 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
             )));
         }
         Ok(value)
+    }
+}
+
+/// A postcard flavor that appends to a borrowed buffer. (Postcard's `to_extend` takes the
+/// buffer by value and hands it back, two moves of the `Vec` per call, and pushes through
+/// `Extend`; on the durable cache's write path, which encodes a key and a value per
+/// write, this is a few nanoseconds less per encoding.)
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
