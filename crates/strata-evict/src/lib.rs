@@ -179,8 +179,9 @@ pub trait Policy: Send + Sync + fmt::Debug {
 /// 32-bit hash tag and 4 bits of metadata), plus 4 bytes for the weight once any entry weighs
 /// other than 1;
 /// S3-FIFO adds a ghost queue of up to one fingerprint per resident entry (about 13 bytes
-/// each); W-TinyLFU adds its frequency sketch, 8 bytes per expected entry, and its memory of
-/// recently rejected candidates, 1 byte per expected entry.
+/// each); W-TinyLFU adds its frequency sketch, 8 bytes per expected entry (at least 8 KiB
+/// for a policy built with [`PolicyConfig::build`]; a follower has no such floor), and its
+/// memory of recently rejected candidates, 1 byte per expected entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PolicyConfig {

@@ -46,16 +46,28 @@ pub(crate) struct FrequencySketch {
     sample_size: u64,
     /// The entry count the sketch was sized for.
     entries: usize,
+    /// The fewest entries the counters (and doorkeeper) are sized for, whatever `entries`.
+    floor: usize,
     salt: u64,
 }
 
 impl FrequencySketch {
-    /// A sketch for about `entries` resident keys; `salt` keys the index functions.
+    /// A sketch for about `entries` resident keys, without a floor; `salt` keys the index
+    /// functions. (The policies size theirs with [`FrequencySketch::with_floor`].)
+    #[cfg(test)]
     pub(crate) fn new(entries: usize, salt: u64, doorkeeper: bool) -> Self {
+        FrequencySketch::with_floor(entries, 0, salt, doorkeeper)
+    }
+
+    /// Like [`FrequencySketch::new`], but with counters (and doorkeeper bits) for at least
+    /// `floor` entries; the aging period still follows `entries` (see the `tinylfu` module
+    /// for why a small cache wants more counters than its size gives).
+    pub(crate) fn with_floor(entries: usize, floor: usize, salt: u64, doorkeeper: bool) -> Self {
         let entries = entries.clamp(16, MAX_ENTRIES);
+        let sized = entries.max(floor.min(MAX_ENTRIES));
         let (counters_per_entry, door_bits_per_entry) = if doorkeeper { (8, 32) } else { (16, 0) };
-        let words = (entries * counters_per_entry / 16).max(8);
-        let door_bits = (entries * door_bits_per_entry).next_power_of_two().max(64);
+        let words = (sized * counters_per_entry / 16).max(8);
+        let door_bits = (sized * door_bits_per_entry).next_power_of_two().max(64);
         FrequencySketch {
             table: vec![0; words],
             door: if doorkeeper { vec![0; door_bits / 64] } else { Vec::new() },
@@ -63,6 +75,7 @@ impl FrequencySketch {
             additions: 0,
             sample_size: SAMPLE_PER_ENTRY * entries as u64,
             entries,
+            floor,
             salt,
         }
     }
@@ -82,9 +95,14 @@ impl FrequencySketch {
         (self.table.len() + self.door.len()) * std::mem::size_of::<u64>()
     }
 
-    /// An empty sketch like this one (same salt and doorkeeper), sized for `entries`.
+    /// An empty sketch like this one (same salt, doorkeeper and floor), sized for `entries`.
     pub(crate) fn resized(&self, entries: usize) -> Self {
-        FrequencySketch::new(entries, self.salt, !self.door.is_empty())
+        FrequencySketch::with_floor(entries, self.floor, self.salt, !self.door.is_empty())
+    }
+
+    /// An empty sketch like this one with another floor.
+    pub(crate) fn with_other_floor(&self, floor: usize) -> Self {
+        FrequencySketch::with_floor(self.entries, floor, self.salt, !self.door.is_empty())
     }
 
     /// Grows the sketch (forgetting its counts) once the cache holds more than twice what it
@@ -92,8 +110,7 @@ impl FrequencySketch {
     /// the first overshoot would wipe the counts of every unweighted cache as it fills.)
     pub(crate) fn ensure_capacity(&mut self, entries: usize) {
         if entries > 2 * self.entries && self.entries < MAX_ENTRIES {
-            let doorkeeper = !self.door.is_empty();
-            *self = FrequencySketch::new(entries.saturating_mul(2), self.salt, doorkeeper);
+            *self = self.resized(entries.saturating_mul(2));
         }
     }
 
