@@ -89,6 +89,12 @@ impl FrequencySketch {
         self.entries
     }
 
+    /// Whether the floor gave the sketch more counters than its entry count asks for.
+    #[inline]
+    pub(crate) fn floored(&self) -> bool {
+        self.floor > self.entries
+    }
+
     /// The heap bytes of the counters and the doorkeeper.
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
