@@ -20,11 +20,15 @@ use strata_sim::replay::{replay_policy, replay_with, Stats};
 
 const USAGE: &str = "\
 usage: cargo xtask hitratio [--trace PATH --sizes A,B,..] [--policy all|NAME,..] [--no-peers]
-                            [--seed N] [--json OUT.json] [--plot OUT.svg]
+                            [--synced-moka] [--seed N] [--json OUT.json] [--plot OUT.svg]
 
 Without --trace, runs every trace in ../shared/traces at its standard sizes and checks the
 parsers and the LRU / OPT figures against the published reference numbers.
-Policies: tinylfu (the default), tinylfu-static, s3fifo, sieve, lru, fifo.";
+Policies: tinylfu (the default), tinylfu-static, s3fifo, sieve, lru, fifo.
+--synced-moka adds a column `moka-synced`: moka with its pending writes applied after every
+insert, so that it never holds more entries than its capacity (plain moka applies them every
+64 writes and holds up to 64 entries more meanwhile); for caches of at most 4096 entries it
+also prints how many entries plain moka held, on average and at most.";
 
 /// The published LRU and OPT figures have two decimals.
 const REFERENCE_TOLERANCE: f64 = 0.006;
@@ -37,6 +41,7 @@ struct Options {
     sizes: Option<Vec<u64>>,
     policies: Vec<PolicyConfig>,
     peers: bool,
+    synced_moka: bool,
     seed: u64,
     json: Option<PathBuf>,
     plot: Option<PathBuf>,
@@ -48,6 +53,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         sizes: None,
         policies: PolicyConfig::all(),
         peers: true,
+        synced_moka: false,
         seed: 0x5EED,
         json: None,
         plot: None,
@@ -78,6 +84,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
                 }
             }
             "--no-peers" => o.peers = false,
+            "--synced-moka" => o.synced_moka = true,
             "--seed" => o.seed = value("--seed")?.parse().context("bad --seed")?,
             "--json" => o.json = Some(PathBuf::from(value("--json")?)),
             "--plot" => o.plot = Some(PathBuf::from(value("--plot")?)),
@@ -208,6 +215,15 @@ fn run_trace(
             cell.insert("moka".to_owned(), moka_replay(&trace, size).percent());
             cell.insert("quick_cache".to_owned(), quick_cache_replay(&trace, size).percent());
         }
+        if opts.synced_moka {
+            cell.insert("moka-synced".to_owned(), moka_synced_replay(&trace, size).percent());
+            if size <= MOKA_AUDIT_MAX_SIZE {
+                let (mean, max) = moka_residents(&trace, size);
+                eprintln!(
+                    "  {name}@{size}: plain moka held {mean:.1} entries on average, {max} at most"
+                );
+            }
+        }
         if let (true, Some(spec)) = (check_reference, spec) {
             if let Some(j) = spec.sizes.iter().position(|&s| s == size) {
                 for (col, want) in [("LRU", spec.lru[j]), ("OPT", spec.opt[j])] {
@@ -254,6 +270,40 @@ fn moka_replay(trace: &[u64], size: u64) -> Stats {
     })
 }
 
+/// The largest cache whose plain-moka residents `--synced-moka` counts: counting walks the
+/// whole cache after every request.
+const MOKA_AUDIT_MAX_SIZE: u64 = 4096;
+
+/// moka with its pending writes applied after every insert, so that it holds at most its
+/// capacity at every request, as strata-core and quick_cache do.
+fn moka_synced_replay(trace: &[u64], size: u64) -> Stats {
+    let cache: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(size);
+    replay_with(trace, |k| {
+        let hit = cache.get(&k).is_some();
+        if !hit {
+            cache.insert(k, k);
+            cache.run_pending_tasks();
+        }
+        hit
+    })
+}
+
+/// Replays `trace` through plain moka and counts the entries it holds (readable ones, by
+/// walking it) after every request: the mean and the maximum.
+fn moka_residents(trace: &[u64], size: u64) -> (f64, usize) {
+    let cache: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(size);
+    let (mut sum, mut max) = (0usize, 0usize);
+    for &k in trace {
+        if cache.get(&k).is_none() {
+            cache.insert(k, k);
+        }
+        let held = cache.iter().count();
+        sum += held;
+        max = max.max(held);
+    }
+    (sum as f64 / trace.len().max(1) as f64, max)
+}
+
 fn quick_cache_replay(trace: &[u64], size: u64) -> Stats {
     let cap = usize::try_from(size).unwrap_or(usize::MAX);
     let cache: quick_cache::sync::Cache<u64, u64> = quick_cache::sync::Cache::new(cap);
@@ -283,6 +333,7 @@ fn columns(opts: &Options, cells: &[BTreeMap<String, f64>]) -> Vec<String> {
     }
     push("moka");
     push("quick_cache");
+    push("moka-synced");
     push("LRU");
     push("OPT");
     cols
@@ -505,10 +556,31 @@ mod tests {
         assert_eq!(o.sizes, Some(vec![10, 20]));
         assert_eq!(o.policies, vec![PolicyConfig::Lru, PolicyConfig::Sieve]);
         assert!(!o.peers);
+        assert!(!o.synced_moka);
+        assert!(parse_options(&args("--synced-moka")).expect("valid").synced_moka);
         assert_eq!(o.seed, 3);
         for bad in ["--sizes 10,x", "--sizes 0", "--policy clock", "--trace", "--frobnicate"] {
             assert!(parse_options(&args(bad)).is_err(), "{bad}");
         }
+    }
+
+    /// The synced moka never holds more than its capacity, where plain moka does: the reason
+    /// the column exists.
+    #[test]
+    fn synced_moka_holds_its_capacity_and_plain_moka_more() {
+        let trace: Vec<u64> = (0..4000u64).map(|i| (i * 7919) % 1000).collect();
+        let cache: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(100);
+        let mut max = 0;
+        for &k in &trace {
+            if cache.get(&k).is_none() {
+                cache.insert(k, k);
+                cache.run_pending_tasks();
+            }
+            max = max.max(cache.iter().count());
+        }
+        assert!(max <= 100, "synced moka held {max}");
+        let (_, plain_max) = moka_residents(&trace, 100);
+        assert!(plain_max > 100, "plain moka held at most {plain_max}");
     }
 
     #[test]
