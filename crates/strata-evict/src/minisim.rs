@@ -5,9 +5,11 @@
 //! A few small static W-TinyLFU caches, each with a different window share, replay the same
 //! spatially sampled subset of the requests (a key is sampled when a keyed hash of it falls
 //! in the lowest 1/rate of the hash range, so a sampled key is always sampled). Every period the
-//! policy adopts the window share of the mini whose decayed hit count is highest. Unlike a
-//! hill climber, which compares one period with the previous and so mistakes a drift of the
-//! workload for the effect of its last step, the minis see the same requests at the same time.
+//! policy adopts the window share of the mini whose decayed hit count is highest, if it beats
+//! the current share's mini by more than the noise (see [`SWITCH_MARGIN_SIGMAS`]); the minis
+//! share one seed, so that they differ by their window alone. Unlike a hill climber, which
+//! compares one period with the previous and so mistakes a drift of the workload for the
+//! effect of its last step, the minis see the same requests at the same time.
 //!
 //! Cost: each mini holds at most [`MINI_ENTRIES`] entries at about 34 bytes each (node,
 //! sketch share, map entry, key tag, and each mini's memory of rejected candidates), so the
