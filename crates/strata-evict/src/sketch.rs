@@ -59,9 +59,10 @@ impl FrequencySketch {
         FrequencySketch::with_floor(entries, 0, salt, doorkeeper)
     }
 
-    /// Like [`FrequencySketch::new`], but with counters (and doorkeeper bits) for at least
-    /// `floor` entries; the aging period still follows `entries` (see the `tinylfu` module
-    /// for why a small cache wants more counters than its size gives).
+    /// A sketch for about `entries` resident keys, with counters (and doorkeeper bits) for at
+    /// least `floor` entries; the aging period still follows `entries` (see the `tinylfu`
+    /// module for why a small cache wants more counters than its size gives). `salt` keys the
+    /// index functions.
     pub(crate) fn with_floor(entries: usize, floor: usize, salt: u64, doorkeeper: bool) -> Self {
         let entries = entries.clamp(16, MAX_ENTRIES);
         let sized = entries.max(floor.min(MAX_ENTRIES));
