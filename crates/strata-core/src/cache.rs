@@ -630,7 +630,9 @@ where
     }
 
     /// Reads the live value (if any) and decides what to do with it, atomically. Returns the
-    /// value held afterwards.
+    /// value decided on: the current one for `Keep`, the new one for `Put` (also when the
+    /// cache then refuses it, as the admission policy may refuse any new entry of a full
+    /// cache), `None` for `Remove` and for a zero TTL.
     ///
     /// ```
     /// use strata_core::{Cache, Compute};
@@ -662,6 +664,10 @@ where
     /// caller makes a side effect part of the same atomic step, or fails it without touching
     /// the entry: the durable cache appends its log record in the closure and answers `Keep`
     /// if the append failed. Nothing is cloned; the key is hashed once.
+    ///
+    /// The closure runs with the key's shard write-locked: other threads' reads and writes of
+    /// that shard wait for it, so keep it short, and never touch the same cache from inside
+    /// it (the lock is not reentrant: that deadlocks).
     ///
     /// ```
     /// use strata_core::{Cache, Compute};

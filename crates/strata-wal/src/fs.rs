@@ -97,9 +97,11 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     /// map must therefore cover exactly `size` bytes. Other implementations cannot create a
     /// map (its constructor is private), so they keep the default.
     ///
-    /// [`StdFs`] creates no map on file systems whose `fallocate` does not promise room for
-    /// the later stores (ZFS, btrfs, bcachefs: copy-on-write, so a full disk would turn a
-    /// store into the map into `SIGBUS`); the segment is then an ordinary file.
+    /// [`StdFs`] creates a map only on file systems known to keep `fallocate`'s promise of
+    /// room for the later stores (ext4, XFS, tmpfs); elsewhere (copy-on-write ZFS, btrfs,
+    /// bcachefs, where a full disk would turn a store into the map into `SIGBUS`, and
+    /// overlayfs, FUSE or network file systems, which may sit on one) the segment is an
+    /// ordinary file.
     fn create_mapped(
         &self,
         path: &Path,
@@ -166,9 +168,9 @@ fn open_options() -> OpenOptions {
 ///   (the first store to a clean page faults and marks it dirty), so [`WalFile::sync`] keeps
 ///   its meaning.
 /// - The space is reserved with `fallocate` before mapping, so a store never needs a block
-///   the disk lacks (a sparse file would raise `SIGBUS` on a full disk); a file system
-///   without `fallocate`, or a copy-on-write one whose `fallocate` reserves no blocks for
-///   later writes (ZFS, btrfs, bcachefs), gets an ordinary file and no map.
+///   the disk lacks (a sparse file would raise `SIGBUS` on a full disk); only ext4, XFS and
+///   tmpfs, whose `fallocate` reserves the blocks for later writes, get a map: any other
+///   file system (copy-on-write ones, overlayfs, FUSE, network ones) gets an ordinary file.
 /// - The file is never shrunk while mapped: sealing unmaps first.
 /// - A first store into a page faults, and the kernel zeroes the page then: about one fault
 ///   per hundred small frames. (A helper thread reading ahead to move the zeroing off the
@@ -273,24 +275,28 @@ impl SegmentMap {
     }
 }
 
-/// File systems whose `fallocate` does not promise that later writes into the reserved range
-/// find space, by their `statfs` magic number. They are copy-on-write: ZFS accepts
-/// `fallocate` but reserves no blocks; btrfs writes into a preallocated extent in place only
-/// once, and only while the extent is neither shared (snapshot, reflink) nor compressed, so
-/// the second write-back of a page (a page partly filled at one fsync and filled further
-/// before the next) needs a new block; bcachefs is copy-on-write throughout. A store into a
-/// memory map there must reserve a block when it dirties the page, and on a full disk the
-/// kernel can only answer with `SIGBUS`, where a `write` would have returned `ENOSPC`.
+/// File systems known to keep `fallocate`'s promise that every later write into the reserved
+/// range finds a block, by their `statfs` magic number: ext2/3/4, XFS and tmpfs. Only these
+/// get a memory-mapped segment. An allow-list, because what `statfs` names is not always
+/// where the blocks come from: overlayfs (every container's root) reports its own magic over
+/// any lower file system, and FUSE, 9p, CIFS and NFS pass `fallocate` on to something else.
+/// The copy-on-write file systems do not keep the promise: ZFS accepts `fallocate` but
+/// reserves no blocks; btrfs writes into a preallocated extent in place only once, and only
+/// while the extent is neither shared (snapshot, reflink) nor compressed, so the second
+/// write-back of a page (a page partly filled at one fsync and filled further before the
+/// next) needs a new block; bcachefs is copy-on-write throughout. A store into a memory map
+/// there must find a block when it dirties the page, and on a full disk the kernel can only
+/// answer with `SIGBUS`, where a `write` would have returned `ENOSPC`.
 #[cfg(target_os = "linux")]
-const NO_RESERVATION_FS: [(u32, &str); 3] =
-    [(0x2FC1_2FC1, "zfs"), (0x9123_683E, "btrfs"), (0xCA45_1A4E, "bcachefs")];
+const RESERVING_FS: [(u32, &str); 3] =
+    [(0xEF53, "ext2/3/4"), (0x5846_5342, "xfs"), (0x0102_1994, "tmpfs")];
 
 /// Whether a file system, by its `statfs` magic number (`f_type`), can hold a memory-mapped
 /// segment: whether `fallocate` there guarantees that every store into the reserved range
 /// finds a block. `None` (`statfs` failed) is treated as no.
 #[cfg(target_os = "linux")]
 pub(crate) fn fallocate_reserves(f_type: Option<u32>) -> bool {
-    f_type.is_some_and(|t| NO_RESERVATION_FS.iter().all(|&(magic, _)| magic != t))
+    f_type.is_some_and(|t| RESERVING_FS.iter().any(|&(magic, _)| magic == t))
 }
 
 /// The `statfs` magic number of the file system holding `file`, or `None` if `fstatfs` fails.
@@ -431,14 +437,17 @@ mod tests {
     #[test]
     fn only_file_systems_whose_fallocate_reserves_blocks_get_a_map() {
         // The magic numbers of `linux/magic.h` (ZFS: its own `ZFS_SUPER_MAGIC`).
-        let table: [(Option<u32>, bool); 8] = [
+        let table: [(Option<u32>, bool); 11] = [
             (Some(0xEF53), true),       // ext2/3/4
             (Some(0x5846_5342), true),  // XFS
             (Some(0x0102_1994), true),  // tmpfs
             (Some(0x2FC1_2FC1), false), // ZFS
             (Some(0x9123_683E), false), // btrfs
             (Some(0xCA45_1A4E), false), // bcachefs
-            (Some(0x6969), true),       // NFS: fallocate fails unless the server reserves
+            (Some(0x794C_7630), false), // overlayfs: its own magic over any lower file system
+            (Some(0x6573_5546), false), // FUSE
+            (Some(0x6969), false),      // NFS
+            (Some(0xFF53_4D42), false), // CIFS
             (None, false),              // statfs failed: no map, to be safe
         ];
         for (magic, expected) in table {

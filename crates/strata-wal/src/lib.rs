@@ -15,8 +15,8 @@
 //!   record frames (CRC32C, length, type, sequence number, payload). Pure functions, no IO.
 //! - [`FileSystem`] is the seam to the disk: [`StdFs`] uses real files (read back through
 //!   `memmap2`; under [`SyncPolicy::Interval`] and [`SyncPolicy::Never`] on Linux, segments
-//!   are preallocated and appended to through a shared memory map, a [`SegmentMap`], except
-//!   on copy-on-write file systems, whose `fallocate` reserves no room for later stores),
+//!   are preallocated and appended to through a shared memory map, a [`SegmentMap`], on the
+//!   file systems whose `fallocate` reserves room for later stores: ext4, XFS, tmpfs),
 //!   [`fault::FaultFs`] is an in-memory disk that fails, tears and forgets writes.
 //! - [`Wal`] owns the active segment. Appends take `&self` and are serialized by a mutex; with
 //!   [`SyncPolicy::Always`] the appenders waiting for durability elect a leader that issues one
