@@ -221,7 +221,7 @@ impl SegmentMap {
         #[cfg(target_os = "linux")]
         {
             let end = at.checked_add(len)?;
-            crate::mmap::prefetch(&self.inner.map, end + PREFETCH_AHEAD);
+            crate::mmap::prefetch(&self.inner.map, end.saturating_add(PREFETCH_AHEAD));
             self.inner.map.get_mut(at..end)
         }
         #[cfg(not(target_os = "linux"))]
