@@ -212,11 +212,11 @@ fn run_trace(
             if let Some(s) = strata_core_replay(&trace, size)? {
                 cell.insert("strata".to_owned(), s.percent());
             }
-            cell.insert("moka".to_owned(), moka_replay(&trace, size).percent());
+            cell.insert("moka".to_owned(), moka_replay(&trace, size, false).percent());
             cell.insert("quick_cache".to_owned(), quick_cache_replay(&trace, size).percent());
         }
         if opts.synced_moka {
-            cell.insert("moka-synced".to_owned(), moka_synced_replay(&trace, size).percent());
+            cell.insert("moka-synced".to_owned(), moka_replay(&trace, size, true).percent());
             if size <= MOKA_AUDIT_MAX_SIZE {
                 let (mean, max) = moka_residents(&trace, size);
                 eprintln!(
@@ -259,40 +259,32 @@ fn strata_core_replay(trace: &[u64], size: u64) -> Result<Option<Stats>> {
     })))
 }
 
-fn moka_replay(trace: &[u64], size: u64) -> Stats {
+/// moka as configured by default, or `synced`: with its pending writes applied after every
+/// insert, so that it holds at most its capacity at every request, as strata-core and
+/// quick_cache do.
+fn moka_replay(trace: &[u64], size: u64, synced: bool) -> Stats {
     let cache: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(size);
     replay_with(trace, |k| {
         let hit = cache.get(&k).is_some();
         if !hit {
             cache.insert(k, k);
+            if synced {
+                cache.run_pending_tasks();
+            }
         }
         hit
     })
 }
 
-/// The largest cache whose plain-moka residents `--synced-moka` counts: counting walks the
-/// whole cache after every request.
+/// The largest cache whose plain-moka residents `--synced-moka` counts: each count walks the
+/// whole cache.
 const MOKA_AUDIT_MAX_SIZE: u64 = 4096;
 
 /// `--synced-moka` counts plain moka's residents at every this many requests.
 const AUDIT_EVERY: usize = 17;
 
-/// moka with its pending writes applied after every insert, so that it holds at most its
-/// capacity at every request, as strata-core and quick_cache do.
-fn moka_synced_replay(trace: &[u64], size: u64) -> Stats {
-    let cache: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(size);
-    replay_with(trace, |k| {
-        let hit = cache.get(&k).is_some();
-        if !hit {
-            cache.insert(k, k);
-            cache.run_pending_tasks();
-        }
-        hit
-    })
-}
-
 /// Replays `trace` through plain moka and counts the entries it holds (readable ones, by
-/// walking it) after every request: the mean and the maximum.
+/// walking it) at every [`AUDIT_EVERY`]th request: the mean and the maximum.
 fn moka_residents(trace: &[u64], size: u64) -> (f64, usize) {
     let cache: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(size);
     let (mut sum, mut max, mut counted) = (0usize, 0usize, 0usize);
