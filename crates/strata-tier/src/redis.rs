@@ -77,6 +77,10 @@ const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// An upper bound on `SCAN` rounds in one `clear`, on top of the deadline: at the default
 /// batch of 512 keys this is half a billion keys per node.
 const MAX_SCAN_ROUNDS: usize = 1 << 20;
+/// The longest TTL handed to Redis as `PX` (about 100 years); a longer one is not handed over
+/// at all, since Redis rejects deadlines past its clock's range, and the expiry stored in the
+/// value still ends the entry for readers.
+const MAX_PX_MILLIS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// Builds a [`RedisTier`]; start from [`RedisTier::builder`] or [`RedisTier::cluster_builder`].
 #[derive(Clone)]
@@ -739,7 +743,13 @@ impl RedisTier {
             Some(at) => match at.remaining(SystemTime::now()) {
                 // Already expired: the contract says store nothing and drop the old value.
                 None => return self.remove_entry(key, deadline).await,
-                Some(left) => Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1)),
+                // Redis refuses a `PX` whose deadline overflows its own millisecond clock
+                // ("value is not an integer or out of range", "invalid expire time"), which a
+                // saturated "never" expiry does; a TTL that long is left to the stored expiry.
+                Some(left) => u64::try_from(left.as_millis())
+                    .ok()
+                    .filter(|&ms| ms <= MAX_PX_MILLIS)
+                    .map(|ms| ms.max(1)),
             },
         };
         let mut set = redis::cmd("SET");

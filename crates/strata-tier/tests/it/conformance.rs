@@ -204,6 +204,13 @@ fn expiry_is_stored_unchanged_and_honoured(
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(c.get(b"short").await, None, "{} expired entry served", c.at());
         assert_eq!(c.get(b"long").await, Some(long), "{} live entry kept", c.at());
+        // A TTL too large to represent saturates to `u64::MAX`, "never": it is stored as given.
+        let never = TierEntry {
+            value: b"far".to_vec(),
+            expires_at: Some(ExpiresAt::after(SystemTime::now(), Duration::MAX)),
+        };
+        c.put(b"far", never.clone()).await;
+        assert_eq!(c.get(b"far").await, Some(never), "{} far-future expiry", c.at());
     })
 }
 

@@ -543,3 +543,22 @@ async fn unreadable_notices_flush_and_dropping_the_tier_ends_its_subscription() 
         "the invalidation stream ends with the tier"
     );
 }
+
+#[tokio::test]
+async fn a_far_future_expiry_is_stored_not_refused() {
+    // `ExpiresAt::after` saturates a huge TTL to `u64::MAX` ("never expires"), and a caller may
+    // hand any absolute expiry (`TieredCache::insert_until`). Redis refuses a `PX` whose
+    // deadline overflows its clock, so such an entry must still be stored.
+    let Some(server) = RedisServer::start("a_far_future_expiry_is_stored") else { return };
+    let t = tier(&server.url(), "far").await;
+    let now = SystemTime::now();
+    for at in [
+        ExpiresAt::after(now, Duration::MAX),
+        ExpiresAt(u64::MAX / 2),
+        ExpiresAt(i64::MAX as u64 - 1_000),
+    ] {
+        let entry = TierEntry { value: b"v".to_vec(), expires_at: Some(at) };
+        t.put(b"k", entry.clone(), deadline()).await.unwrap_or_else(|e| panic!("{at:?}: {e}"));
+        assert_eq!(t.get(b"k", deadline()).await.expect("get"), Some(entry), "{at:?}");
+    }
+}
