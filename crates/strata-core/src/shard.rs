@@ -50,7 +50,8 @@ pub(crate) struct Timing {
     pub(crate) written: u64,
     /// The deadline of the live wheel record, or `NEVER`.
     pub(crate) scheduled: u64,
-    /// Bumped on every write of the slot: identifies wheel records and refreshes.
+    /// The shard's write generation at the slot's last write (see `Shard::last_gen`):
+    /// identifies wheel records and refreshes.
     pub(crate) gen: u32,
 }
 
@@ -222,6 +223,12 @@ pub(crate) struct Shard<K, V> {
     policy: Mutex<Box<dyn Policy>>,
     capacity: u64,
     window: WindowSync,
+    /// The generation given to the last timed write of this shard. Generations come from
+    /// this one counter rather than from a counter per slot, so that a key removed and
+    /// written again (into another slot, or after `clear` dropped the timing) never gets the
+    /// generation an older write of it had: a refresh started before must not mistake the
+    /// new value for the one it reloads. It wraps after 2^32 writes of one shard.
+    last_gen: u32,
 }
 
 /// Packs a read into a buffer record: never zero.
@@ -252,6 +259,7 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
             policy: Mutex::new(policy),
             capacity,
             window,
+            last_gen: 0,
         }
     }
 
@@ -509,8 +517,9 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
 
     /// Sets the deadlines of a freshly written slot and schedules its wheel record.
     fn stamp(&mut self, slot: u32, expire_at: u64, hard: u64, now: u64) {
+        self.last_gen = self.last_gen.wrapping_add(1);
         let t = &mut self.timing[slot as usize];
-        t.gen = t.gen.wrapping_add(1);
+        t.gen = self.last_gen;
         *t.expire_at.get_mut() = expire_at;
         t.hard = hard;
         t.written = now;

@@ -192,3 +192,50 @@ fn refresh_works_without_a_runtime() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A refresh must not land on a value written after it started, even when that write put
+/// the key in another slot (it was removed, and its slot reused by another key) or came
+/// after `invalidate_all`: the write generations of the two values must differ.
+///
+/// The runtime is single-threaded, so the reload task runs only when the test yields: each
+/// case is set up completely before the reload can finish.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refresh_never_overwrites_a_key_written_again_after_it_started() {
+    type Rewrite = fn(&Cache<u32, u32>);
+    let cases: [(&str, Rewrite); 3] = [
+        ("same slot", |c| c.insert(1, 3)),
+        ("another slot", |c| {
+            c.remove(&1);
+            c.insert(2, 2); // takes the slot key 1 left
+            c.insert(1, 3);
+        }),
+        ("after invalidate_all", |c| {
+            c.invalidate_all();
+            c.insert(1, 3);
+        }),
+    ];
+    for (what, rewrite) in cases {
+        let clock = Arc::new(ManualClock::new());
+        let cache: Cache<u32, u32> = Cache::builder()
+            .max_capacity(10)
+            .shards(1)
+            .clock(clock.clone())
+            .refresh_after_write(Duration::from_secs(1), |_| async { Some(999) })
+            .build()
+            .unwrap();
+        cache.insert(1, 1);
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(cache.get(&1), Some(1), "{what}: starts the reload");
+        rewrite(&cache);
+        // The reload counts as a load before it writes, in the same poll: once it is
+        // counted, it is over.
+        for _ in 0..1000 {
+            if cache.stats().loads_ok == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cache.stats().loads_ok, 1, "{what}: the reload ran");
+        assert_eq!(cache.peek(&1), Some(3), "{what}: the newer write wins");
+    }
+}
