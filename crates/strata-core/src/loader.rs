@@ -348,16 +348,20 @@ where
         if let Some(s) = &self.inner.stats {
             s.refreshes.incr();
         }
-        let cache = self.clone();
-        let task: BoxFuture<()> = Box::pin(async move {
-            struct Done<K: Hash + Eq + Clone + Send + Sync + 'static, V, S>(Cache<K, V, S>, K, u64);
-            impl<K: Hash + Eq + Clone + Send + Sync + 'static, V, S> Drop for Done<K, V, S> {
-                fn drop(&mut self) {
-                    let table = self.0.inner.inflight.table(self.2);
-                    table.lock().remove(&(self.1.clone(), TypeId::of::<RefreshKind>()));
-                }
+        struct Done<K: Hash + Eq + Clone + Send + Sync + 'static, V, S>(Cache<K, V, S>, K, u64);
+        impl<K: Hash + Eq + Clone + Send + Sync + 'static, V, S> Drop for Done<K, V, S> {
+            fn drop(&mut self) {
+                let table = self.0.inner.inflight.table(self.2);
+                table.lock().remove(&(self.1.clone(), TypeId::of::<RefreshKind>()));
             }
-            let done = Done(cache.clone(), key.clone(), hash);
+        }
+        let cache = self.clone();
+        // The guard that clears the in-flight mark is made here and moved into the task, not
+        // made by the task: a task dropped before its first poll (spawned on a runtime that
+        // is shutting down, or on a thread that could not start) must clear it too, or the
+        // key would never be refreshed again.
+        let done = Done(cache.clone(), key.clone(), hash);
+        let task: BoxFuture<()> = Box::pin(async move {
             let span = tracing::debug_span!(
                 "strata.refresh",
                 cache = %cache.inner.name,

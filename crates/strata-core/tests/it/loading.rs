@@ -239,3 +239,31 @@ async fn a_refresh_never_overwrites_a_key_written_again_after_it_started() {
         assert_eq!(cache.peek(&1), Some(3), "{what}: the newer write wins");
     }
 }
+
+/// A refresh spawned on a runtime that shuts down before it runs the task must not leave
+/// the key marked as refreshing forever: a later stale read starts a new refresh.
+#[test]
+fn a_refresh_dropped_before_it_ran_does_not_wedge_the_key() {
+    let clock = Arc::new(ManualClock::new());
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(10)
+        .clock(clock.clone())
+        .refresh_after_write(Duration::from_secs(1), |k| async move { Some(k + 100) })
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    clock.advance(Duration::from_secs(2));
+    // The read spawns the reload on this single-threaded runtime, which never gets to run
+    // it: `block_on` returns first, and dropping the runtime drops the task unpolled.
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async { assert_eq!(cache.get(&1), Some(1)) });
+    drop(runtime);
+    assert_eq!(cache.stats().refreshes, 1);
+    // Without a runtime, the next stale read reloads on a thread of its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cache.get(&1) != Some(101) {
+        assert!(std::time::Instant::now() < deadline, "the key is never refreshed again");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(cache.stats().refreshes, 2);
+}
