@@ -7,7 +7,8 @@
 //! expiry) followed by the value's bytes; the expiry is also handed to Redis as a `PX` TTL so
 //! that Redis frees the memory, and a reader checks the stored expiry against its own clock so
 //! that an entry is never served late even where Redis expires lazily. Bytes under the prefix
-//! without the header are reported as [`Error::Corrupt`], never served.
+//! without the header, and values of another Redis type (a list, a hash), are reported as
+//! [`Error::Corrupt`], never served.
 //!
 //! # Coherence between processes
 //!
@@ -717,19 +718,31 @@ impl RedisTier {
         let mut cmd = redis::cmd("GET");
         cmd.arg(&rkey);
         let cmd = &cmd;
-        let bytes: Option<Vec<u8>> =
-            self.bounded("get", deadline, || async move { self.conn().query(cmd).await }).await?;
+        let corrupt = |detail: String| {
+            self.stats.corrupt.fetch_add(1, Relaxed);
+            Error::Corrupt {
+                path: PathBuf::from(format!("redis key {}", String::from_utf8_lossy(&rkey))),
+                detail,
+            }
+        };
+        let bytes: Option<Vec<u8>> = match self
+            .bounded("get", deadline, || async move { self.conn().query(cmd).await })
+            .await
+        {
+            Ok(bytes) => bytes,
+            // A list, hash or other non-string under the prefix is foreign data in this
+            // key, as foreign bytes are: reported as such, not as a server failure (which
+            // would count toward opening the tier's breaker for every key).
+            Err(Error::Redis(e)) if e.code() == Some("WRONGTYPE") => {
+                return Err(corrupt("a Redis value of another type, not a string".to_owned()))
+            }
+            Err(e) => return Err(e),
+        };
         let Some(bytes) = bytes else { return Ok(None) };
         match decode_entry(bytes) {
             Ok(entry) if entry.is_expired(SystemTime::now()) => Ok(None),
             Ok(entry) => Ok(Some(entry)),
-            Err(detail) => {
-                self.stats.corrupt.fetch_add(1, Relaxed);
-                Err(Error::Corrupt {
-                    path: PathBuf::from(format!("redis key {}", String::from_utf8_lossy(&rkey))),
-                    detail,
-                })
-            }
+            Err(detail) => Err(corrupt(detail)),
         }
     }
 

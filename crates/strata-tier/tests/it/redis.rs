@@ -562,3 +562,17 @@ async fn a_far_future_expiry_is_stored_not_refused() {
         assert_eq!(t.get(b"k", deadline()).await.expect("get"), Some(entry), "{at:?}");
     }
 }
+
+#[tokio::test]
+async fn a_foreign_redis_type_under_the_prefix_is_reported_as_corrupt() {
+    let Some(server) = RedisServer::start("a_foreign_redis_type_is_corrupt") else { return };
+    let t = tier(&server.url(), "ft").await;
+    let mut conn = raw(&server.url()).await;
+    let _: i64 =
+        redis::cmd("RPUSH").arg("ft:k").arg("x").query_async(&mut conn).await.expect("rpush");
+    let err = t.get(b"k", deadline()).await.expect_err("a list must not be served");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert_eq!(t.stats().corrupt, 1);
+    t.put(b"k", forever(b"mine"), deadline()).await.expect("a put replaces the list");
+    assert_eq!(t.get(b"k", deadline()).await.expect("get"), Some(forever(b"mine")));
+}

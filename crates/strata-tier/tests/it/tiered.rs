@@ -1217,3 +1217,29 @@ async fn redis_killed_mid_run_degrades_then_recovers() {
     assert_eq!(cache.get(&s("after")).await.unwrap(), Some(s("3")), "read from Redis");
     cache.close().await;
 }
+
+/// A key of another Redis type (a list) under the prefix is one bad key, like foreign bytes:
+/// reading it again and again must not open the Redis tier's breaker for every other key.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_redis_type_under_the_prefix_does_not_open_the_breaker() {
+    let Some(server) = crate::redis_server::RedisServer::start("a_foreign_redis_type") else {
+        return;
+    };
+    let near = mem("near");
+    let cache = near_over_redis(server.url(), near.clone(), None).await;
+    cache.insert(&s("good"), &s("v")).await.unwrap();
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("raw connection");
+    let mut list_key = b"tiered-test:".to_vec();
+    list_key.extend_from_slice(&key("list"));
+    let _: i64 =
+        redis::cmd("RPUSH").arg(&list_key).arg("x").query_async(&mut conn).await.expect("rpush");
+    for _ in 0..10 {
+        assert_eq!(cache.get(&s("list")).await.unwrap(), None, "a foreign value is not served");
+    }
+    assert_eq!(cache.circuit_state("redis"), Some(CircuitState::Closed));
+    near.remove(&key("good"), far()).await.unwrap();
+    assert_eq!(cache.get(&s("good")).await.unwrap(), Some(s("v")), "Redis still read");
+    cache.close().await;
+}
