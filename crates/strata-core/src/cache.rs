@@ -323,13 +323,34 @@ where
             0
         };
         if u64::from(weight) > shard.capacity() {
-            // It cannot fit even alone: drop the stale value for the key, refuse the new one.
-            shard.remove(&self.inner.hasher, hash, &key, now, out);
+            // It cannot fit even alone: refuse the new value, and drop the stale one for the
+            // key. As in Caffeine and moka, the write replaced the stale value (the listener
+            // sees `Replaced`, or `Expired` if it had expired) before the new one was evicted
+            // (`Size`); the user removed nothing, so it is not `Explicit`.
+            let mut stale = Removed::new();
+            shard.remove(&self.inner.hasher, hash, &key, now, &mut stale);
+            let mut outcome =
+                WriteOutcome { rejected: true, evicted: 1, ..WriteOutcome::default() };
+            for (k, v, cause) in stale.into_iter() {
+                let cause = if cause == RemovalCause::Expired {
+                    outcome.expired += 1;
+                    cause
+                } else {
+                    outcome.updated = true;
+                    RemovalCause::Replaced
+                };
+                out.push(k, v, cause);
+            }
             out.push(key, value, RemovalCause::Size);
-            let outcome = WriteOutcome { rejected: true, evicted: 1, ..WriteOutcome::default() };
             self.count(|s| {
                 s.admission_rejections.incr();
                 s.evictions_size.incr();
+                if outcome.updated {
+                    s.updates.incr();
+                }
+                if outcome.expired > 0 {
+                    s.expirations.add(outcome.expired);
+                }
             });
             return outcome;
         }

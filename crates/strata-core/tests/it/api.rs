@@ -133,6 +133,48 @@ fn weighted_capacity_and_oversized_entries() {
     assert!(ev.iter().filter(|(_, c)| *c == RemovalCause::Size).count() > 30);
 }
 
+/// Replacing a value with one too heavy to keep is a write that replaced the old value and
+/// an eviction of the new one, as in Caffeine and moka: the user removed nothing. The
+/// listener and the statistics agree on it.
+#[test]
+fn an_oversized_replacement_reports_the_old_value_replaced_and_the_new_one_evicted() {
+    use std::time::Duration;
+    use strata_core::ManualClock;
+    let clock = Arc::new(ManualClock::new());
+    let events: Arc<Mutex<Vec<(u32, usize, RemovalCause)>>> = Arc::default();
+    let e = Arc::clone(&events);
+    let cache: Cache<u32, Vec<u8>> = Cache::builder()
+        .max_weight(100)
+        .weigher(|_, v: &Vec<u8>| v.len() as u32)
+        .time_to_live(Duration::from_secs(10))
+        .clock(clock.clone())
+        .removal_listener(move |k, v: Vec<u8>, c| e.lock().unwrap().push((k, v.len(), c)))
+        .build()
+        .unwrap();
+    cache.insert(1, vec![0; 10]);
+    cache.insert(1, vec![0; 1000]);
+    assert_eq!(cache.get(&1), None);
+    // An expired old value is reported as expired, whatever replaces it.
+    cache.insert(2, vec![0; 20]);
+    clock.advance(Duration::from_secs(11));
+    cache.insert(2, vec![0; 2000]);
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![
+            (1, 10, RemovalCause::Replaced),
+            (1, 1000, RemovalCause::Size),
+            (2, 20, RemovalCause::Expired),
+            (2, 2000, RemovalCause::Size),
+        ]
+    );
+    let s = cache.stats();
+    assert_eq!(
+        (s.inserts, s.updates, s.removals, s.evictions, s.expirations, s.entry_count),
+        (2, 1, 0, 2, 1, 0),
+        "{s:?}"
+    );
+}
+
 #[test]
 fn set_capacity_shrinks_at_once() {
     let (cache, events) = recording(1000);
