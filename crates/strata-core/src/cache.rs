@@ -477,13 +477,26 @@ where
     }
 
     /// Changes the capacity at run time, evicting at once if the cache is now over it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroCapacity`](crate::Error::ZeroCapacity) for 0, and
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a capacity below the
+    /// number of shards (fixed when the cache was built): the capacity is split between the
+    /// shards, and a shard given a share of zero could hold none of its keys. The capacity
+    /// is left as it was.
     pub fn set_capacity(&self, capacity: u64) -> crate::Result<()> {
         if capacity == 0 {
             return Err(crate::Error::ZeroCapacity);
         }
+        let n = self.inner.shards.len();
+        if capacity < n as u64 {
+            return Err(crate::Error::InvalidConfig(
+                "the capacity must be at least the number of shards, or some shard holds nothing",
+            ));
+        }
         let mut total = self.inner.capacity.lock();
         *total = capacity;
-        let n = self.inner.shards.len();
         for (i, shard) in self.inner.shards.iter().enumerate() {
             let mut out = Removed::new();
             let evicted = shard.write().set_capacity(

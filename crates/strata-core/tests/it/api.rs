@@ -188,6 +188,28 @@ fn set_capacity_shrinks_at_once() {
     assert_eq!(cache.set_capacity(0), Err(Error::ZeroCapacity));
 }
 
+/// The capacity is split between the shards; a capacity below their number would give some
+/// shards nothing, and every key of such a shard would be refused at once. The builder
+/// never makes such shards, and `set_capacity` refuses to.
+#[test]
+fn set_capacity_never_leaves_a_shard_with_nothing() {
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(1024)
+        .shards(16)
+        .eviction_policy(PolicyConfig::Lru)
+        .build()
+        .unwrap();
+    assert!(matches!(cache.set_capacity(4), Err(Error::InvalidConfig(_))));
+    assert_eq!(cache.capacity(), 1024, "a refused capacity changes nothing");
+    cache.set_capacity(16).unwrap();
+    // Each shard now holds one entry; under LRU the entry just written is never the victim.
+    for k in 0..1000 {
+        cache.insert(k, k);
+        assert_eq!(cache.get(&k), Some(k), "key {k} was refused right after its write");
+    }
+    assert!(cache.entry_count() <= 16);
+}
+
 #[test]
 fn entry_api_is_atomic_per_key() {
     let cache: Cache<u32, u64> = Cache::builder().max_capacity(100).build().unwrap();
