@@ -311,6 +311,13 @@ where
                 "expire_after and time_to_idle cannot be combined; express idle expiry in Expiry::expire_after_read",
             ));
         }
+        // `PolicyConfig::build` clamps out-of-range percentages; refuse them instead, so a
+        // typo is an error rather than a different policy than the one asked for.
+        if self.policy.validate().is_err() {
+            return Err(Error::InvalidConfig(
+                "the eviction policy's percentages (window_percent, small_percent) must be at most 100",
+            ));
+        }
         if self.metrics_name.is_empty() {
             return Err(Error::InvalidConfig(
                 "the metrics name (the cache label) must not be empty",

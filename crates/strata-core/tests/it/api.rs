@@ -28,6 +28,24 @@ fn builder_rejects_nonsense_with_clear_errors() {
         ("weigher w/o weight", Cache::builder().max_capacity(10).weigher(|_, _| 1).build()),
         ("bad shards", Cache::builder().max_capacity(10).shards(3).build()),
         ("zero shards", Cache::builder().max_capacity(10).shards(0).build()),
+        (
+            "small queue over 100%",
+            Cache::builder()
+                .max_capacity(10)
+                .eviction_policy(PolicyConfig::S3Fifo { small_percent: 250 })
+                .build(),
+        ),
+        (
+            "window over 100%",
+            Cache::builder()
+                .max_capacity(10)
+                .eviction_policy(PolicyConfig::TinyLfu {
+                    window_percent: 101,
+                    adaptation: strata_evict::Adaptation::Fixed,
+                    doorkeeper: false,
+                })
+                .build(),
+        ),
     ];
     for (what, result) in cases {
         let err = result.expect_err(what);
