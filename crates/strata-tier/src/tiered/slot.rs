@@ -13,7 +13,7 @@
 //! So a failed write can make this tier miss, never serve an older value.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -75,6 +75,9 @@ pub(crate) struct Slot {
     dirty_limit: usize,
     /// Set when this tier may hold stale values for keys no longer tracked one by one.
     needs_clear: AtomicBool,
+    /// How many times `needs_clear` was raised; changed only with `dirty` locked, so that a
+    /// repair can tell whether it was raised again while its clear ran.
+    raised: AtomicU64,
     /// Set while one caller clears the tier to repair it, so that others do not pile on.
     clearing: AtomicBool,
 }
@@ -101,6 +104,7 @@ impl Slot {
             dirty_len: AtomicUsize::new(0),
             dirty_limit,
             needs_clear: AtomicBool::new(false),
+            raised: AtomicU64::new(0),
             clearing: AtomicBool::new(false),
         }
     }
@@ -242,6 +246,7 @@ impl Slot {
             // Too many to track: distrust the whole tier until it has been cleared. The
             // flag is raised before the set is emptied, so no reader sees neither.
             self.needs_clear.store(true, Ordering::Release);
+            self.raised.fetch_add(1, Ordering::AcqRel);
             dirty.clear();
             tracing::warn!(tier = %self.name, "too many failed writes; tier skipped until cleared");
         } else {
@@ -252,7 +257,9 @@ impl Slot {
 
     /// Records that a clear of this tier failed: it may still hold anything.
     pub(crate) fn after_failed_clear(&self) {
+        let _dirty = self.dirty.lock();
         self.needs_clear.store(true, Ordering::Release);
+        self.raised.fetch_add(1, Ordering::AcqRel);
     }
 
     /// If this tier must be cleared before it is read again, tries that once now (one caller
@@ -264,11 +271,20 @@ impl Slot {
         if self.clearing.swap(true, Ordering::AcqRel) {
             return false;
         }
-        let ok = self.clear().await.is_ok();
+        let before = self.raised.load(Ordering::Acquire);
+        // Keys marked dirty before the clear are empty here now; keys marked during it stay
+        // marked, which only costs misses. But if the flag was raised again while the clear
+        // ran (the dirty set overflowed, forgetting keys whose failed writes may have left
+        // stale values after the clear passed them), it stays raised for another clear.
+        let ok = self.clear().await.is_ok() && {
+            let _dirty = self.dirty.lock();
+            let unchanged = self.raised.load(Ordering::Acquire) == before;
+            if unchanged {
+                self.needs_clear.store(false, Ordering::Release);
+            }
+            unchanged
+        };
         if ok {
-            // Keys marked dirty before the clear are empty here now; keys marked during it
-            // stay marked, which only costs misses.
-            self.needs_clear.store(false, Ordering::Release);
             tracing::info!(tier = %self.name, "tier cleared after failed writes; reads resume");
         }
         self.clearing.store(false, Ordering::Release);

@@ -794,6 +794,94 @@ async fn too_many_failed_writes_distrust_the_tier_until_it_is_cleared() {
     assert_eq!(cache.get(&s("keep")).await.unwrap(), Some(s("new")));
 }
 
+/// A tier whose `clear` empties it and then waits until the test lets it return, as a clear
+/// that walks a large tier (Redis's `SCAN`) is still running after it passed most keys.
+struct SlowClearTier {
+    inner: Arc<FaultyTier>,
+    /// While true, a clear that has emptied the tier waits before returning.
+    held: watch::Sender<bool>,
+    /// Set once a clear has emptied the tier and is waiting.
+    cleared: watch::Sender<bool>,
+}
+
+impl Tier for SlowClearTier {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn get<'a>(&'a self, key: &'a [u8], deadline: Instant) -> TierFuture<'a, Option<TierEntry>> {
+        self.inner.get(key, deadline)
+    }
+
+    fn put<'a>(&'a self, key: &'a [u8], entry: TierEntry, deadline: Instant) -> TierFuture<'a, ()> {
+        self.inner.put(key, entry, deadline)
+    }
+
+    fn remove<'a>(&'a self, key: &'a [u8], deadline: Instant) -> TierFuture<'a, ()> {
+        self.inner.remove(key, deadline)
+    }
+
+    fn clear<'a>(&'a self, deadline: Instant) -> TierFuture<'a, ()> {
+        Box::pin(async move {
+            self.inner.clear(deadline).await?;
+            self.cleared.send_replace(true);
+            let _ = self.held.subscribe().wait_for(|held| !*held).await;
+            Ok(())
+        })
+    }
+}
+
+/// A tier distrusted after too many failed writes is repaired by a clear; writes that fail
+/// while that clear runs, after it passed their keys, must keep the tier distrusted (or their
+/// keys marked), or the repair ends by trusting the stale values they left behind.
+#[tokio::test]
+async fn failed_writes_during_a_repairing_clear_are_not_forgotten() {
+    let top = mem("top");
+    let faulty = Arc::new(FaultyTier::new("bottom"));
+    let bottom = Arc::new(SlowClearTier {
+        inner: faulty.clone(),
+        held: watch::channel(true).0,
+        cleared: watch::channel(false).0,
+    });
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .timeout(Duration::from_secs(30))
+        .circuit_breaker(1000, Duration::from_secs(1))
+        .dirty_key_limit(1)
+        .build()
+        .unwrap();
+    // Two failed writes overflow the dirty set of one: the tier must be cleared before use.
+    faulty.set(FAIL);
+    cache.insert(&s("a"), &s("1")).await.unwrap();
+    cache.insert(&s("b"), &s("1")).await.unwrap();
+    faulty.set(HEALTHY);
+    // A read that misses the top tier starts the repair; its clear empties the tier and waits.
+    let reader = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.get(&s("x")).await })
+    };
+    let mut cleared = bottom.cleared.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), cleared.wait_for(|c| *c))
+        .await
+        .expect("the repairing clear started")
+        .expect("watch alive");
+    // Meanwhile: "k" is written (reaching the bottom tier), then rewritten while the bottom
+    // tier fails, which leaves "old" there; one more failed write overflows the dirty set.
+    cache.insert(&s("k"), &s("old")).await.unwrap();
+    faulty.set(FAIL);
+    cache.insert(&s("k"), &s("new")).await.unwrap();
+    cache.insert(&s("c"), &s("1")).await.unwrap();
+    faulty.set(HEALTHY);
+    bottom.held.send_replace(false);
+    assert_eq!(reader.await.expect("reader task").unwrap(), None);
+    assert_eq!(peek_value(&*faulty.inner, "k").await, Some(s("old")), "the stale copy");
+    // The top tier loses its copy (evicted): the bottom tier's stale copy must not be served.
+    top.remove(&key("k"), far()).await.unwrap();
+    assert_eq!(cache.get(&s("k")).await.unwrap(), None, "a stale value must not be served");
+    cache.close().await;
+}
+
 // ---- Coherence ----
 
 #[tokio::test]
