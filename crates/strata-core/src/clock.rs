@@ -112,7 +112,10 @@ impl Epoch {
     }
 
     pub(crate) fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(NEVER - 1)
+        // Saturates below `NEVER`: a time equal to it would be past every deadline, "no
+        // deadline" included (a `ManualClock` advanced by `Duration::MAX` gets there).
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos())
+            .map_or(NEVER - 1, |n| n.min(NEVER - 1))
     }
 
     pub(crate) fn instant(&self, nanos: u64) -> Instant {

@@ -179,3 +179,20 @@ fn and_compute_with_sets_a_ttl_of_its_own_and_never_shows_an_expired_value() {
     assert_eq!((after, cache.get(&2)), (None, None));
     assert!(events.lock().unwrap().contains(&(2, RemovalCause::Explicit)));
 }
+
+/// A manual clock moved to the end of its range (`advance(Duration::MAX)` saturates) expires
+/// every entry with a deadline, and none without one.
+#[test]
+fn the_end_of_time_expires_only_entries_with_a_deadline() {
+    let (cache, clock, events) = clocked(Cache::builder().max_capacity(10));
+    cache.insert(1, 1);
+    cache.insert_with_ttl(2, 2, S);
+    cache.insert_with_ttl(3, 3, Duration::MAX);
+    clock.advance(Duration::MAX);
+    assert_eq!((cache.get(&1), cache.get(&2), cache.get(&3)), (Some(1), None, None));
+    cache.run_pending_tasks();
+    assert_eq!(cache.entry_count(), 1);
+    let mut seen = events.lock().unwrap().clone();
+    seen.sort_unstable_by_key(|(k, _)| *k);
+    assert_eq!(seen, vec![(2, RemovalCause::Expired), (3, RemovalCause::Expired)]);
+}
