@@ -495,16 +495,24 @@ where
                 "the capacity must be at least the number of shards, or some shard holds nothing",
             ));
         }
-        let mut total = self.inner.capacity.lock();
-        *total = capacity;
-        for (i, shard) in self.inner.shards.iter().enumerate() {
-            let mut out = Removed::new();
-            let evicted = shard.write().set_capacity(
-                &self.inner.hasher,
-                shard_capacity(capacity, n, i),
-                &mut out,
-            );
-            self.count(|s| s.evictions_size.add(evicted));
+        // The evicted entries reach the listener once the capacity's mutex is released: the
+        // listener runs outside every lock, and may read the capacity.
+        let mut removed = Vec::with_capacity(n);
+        {
+            let mut total = self.inner.capacity.lock();
+            *total = capacity;
+            for (i, shard) in self.inner.shards.iter().enumerate() {
+                let mut out = Removed::new();
+                let evicted = shard.write().set_capacity(
+                    &self.inner.hasher,
+                    shard_capacity(capacity, n, i),
+                    &mut out,
+                );
+                self.count(|s| s.evictions_size.add(evicted));
+                removed.push(out);
+            }
+        }
+        for out in removed {
             self.finish(out);
         }
         Ok(())

@@ -228,6 +228,57 @@ fn set_capacity_never_leaves_a_shard_with_nothing() {
     assert!(cache.entry_count() <= 16);
 }
 
+/// The removal listener runs outside every lock, so it may call back into the cache (here:
+/// `capacity`, `entry_count` and `get`) from whichever operation removed the entry.
+#[test]
+fn a_removal_listener_may_call_back_into_the_cache_from_every_operation() {
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+    type Op = fn(&Cache<u32, u32>);
+    let ops: [(&str, Op); 6] = [
+        ("insert", |c| c.insert(1000, 0)),
+        ("remove", |c| {
+            let _ = c.remove(&3);
+        }),
+        ("set_capacity", |c| c.set_capacity(4).unwrap()),
+        ("invalidate_if", |c| {
+            let _ = c.invalidate_if(|k, _| k % 2 == 0);
+        }),
+        ("invalidate_all", Cache::invalidate_all),
+        ("atomically", |c| {
+            let _ = c.atomically(&[5], |tx| tx.remove(&5));
+        }),
+    ];
+    for (what, op) in ops {
+        let handle: Arc<OnceLock<Cache<u32, u32>>> = Arc::new(OnceLock::new());
+        let h = Arc::clone(&handle);
+        let cache: Cache<u32, u32> = Cache::builder()
+            .max_capacity(8)
+            .shards(1)
+            .eviction_policy(PolicyConfig::Lru)
+            .removal_listener(move |k, _, _| {
+                let c = h.get().expect("set before any removal");
+                let _ = (c.capacity(), c.entry_count(), c.get(&k));
+            })
+            .build()
+            .unwrap();
+        handle.set(cache.clone()).unwrap();
+        for k in 0..8 {
+            cache.insert(k, k);
+        }
+        let worker = std::thread::spawn({
+            let cache = cache.clone();
+            move || op(&cache)
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !worker.is_finished() {
+            assert!(Instant::now() < deadline, "{what}: the listener's call into the cache deadlocked");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        worker.join().unwrap();
+    }
+}
+
 #[test]
 fn entry_api_is_atomic_per_key() {
     let cache: Cache<u32, u64> = Cache::builder().max_capacity(100).build().unwrap();
