@@ -271,6 +271,10 @@ impl Slot {
         if self.clearing.swap(true, Ordering::AcqRel) {
             return false;
         }
+        // Lowered however this ends: a caller that stops waiting (a timeout around `get`)
+        // drops this future mid-clear, and a flag left raised would refuse every later
+        // repair, leaving the tier unread for good.
+        let _clearing = ClearingFlag(&self.clearing);
         let before = self.raised.load(Ordering::Acquire);
         // Keys marked dirty before the clear are empty here now; keys marked during it stay
         // marked, which only costs misses. But if the flag was raised again while the clear
@@ -287,8 +291,16 @@ impl Slot {
         if ok {
             tracing::info!(tier = %self.name, "tier cleared after failed writes; reads resume");
         }
-        self.clearing.store(false, Ordering::Release);
         ok
+    }
+}
+
+/// Lowers [`Slot::repair`]'s `clearing` flag when the repair ends or is dropped.
+struct ClearingFlag<'a>(&'a AtomicBool);
+
+impl Drop for ClearingFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -882,6 +882,51 @@ async fn failed_writes_during_a_repairing_clear_are_not_forgotten() {
     cache.close().await;
 }
 
+/// A read that repairs a distrusted tier may be cancelled by its caller (a timeout around
+/// `get`) while the clear runs; the tier must still be repaired by a later read, not skipped
+/// for reads forever.
+#[tokio::test]
+async fn a_cancelled_repair_does_not_disable_the_tier_for_good() {
+    let top = mem("top");
+    let faulty = Arc::new(FaultyTier::new("bottom"));
+    let bottom = Arc::new(SlowClearTier {
+        inner: faulty.clone(),
+        held: watch::channel(true).0,
+        cleared: watch::channel(false).0,
+    });
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .timeout(Duration::from_secs(30))
+        .circuit_breaker(1000, Duration::from_secs(1))
+        .dirty_key_limit(1)
+        .build()
+        .unwrap();
+    faulty.set(FAIL);
+    cache.insert(&s("a"), &s("1")).await.unwrap();
+    cache.insert(&s("b"), &s("1")).await.unwrap();
+    faulty.set(HEALTHY);
+    let reader = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.get(&s("x")).await })
+    };
+    let mut cleared = bottom.cleared.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), cleared.wait_for(|c| *c))
+        .await
+        .expect("the repairing clear started")
+        .expect("watch alive");
+    // The caller gives up on its read while the repair's clear is still running.
+    reader.abort();
+    assert!(reader.await.is_err_and(|e| e.is_cancelled()));
+    bottom.held.send_replace(false);
+    // A later read repairs the tier; then values written to it are read from it again.
+    assert_eq!(cache.get(&s("y")).await.unwrap(), None);
+    cache.insert(&s("k"), &s("v")).await.unwrap();
+    top.remove(&key("k"), far()).await.unwrap();
+    assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("v")), "the bottom tier is read again");
+    cache.close().await;
+}
+
 // ---- Coherence ----
 
 #[tokio::test]
