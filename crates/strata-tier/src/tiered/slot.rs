@@ -224,10 +224,13 @@ impl Slot {
 
     /// Whether this tier's copy of `key` can be trusted.
     pub(crate) fn readable(&self, key: &[u8]) -> bool {
-        if self.needs_clear.load(Ordering::Acquire) {
-            return false;
-        }
-        self.dirty_len.load(Ordering::Acquire) == 0 || !self.dirty.lock().contains(key)
+        // The set first, then the flag. An overflow raises the flag before it empties the set,
+        // so a key that leaves the set that way is seen in the set or else through the flag;
+        // read the other way round, a reader could pass the flag just before the overflow
+        // raised it and then find the key gone from the emptied set.
+        let unmarked =
+            self.dirty_len.load(Ordering::Acquire) == 0 || !self.dirty.lock().contains(key);
+        unmarked && !self.needs_clear.load(Ordering::Acquire)
     }
 
     /// Records the outcome of a write of `key` to this tier (see the module docs).

@@ -17,6 +17,8 @@ use tokio::sync::{broadcast, watch};
 const HEALTHY: u8 = 0;
 const FAIL: u8 = 1;
 const HANG: u8 = 2;
+/// Puts, removes and clears fail; gets still read the inner tier.
+const FAIL_WRITES: u8 = 3;
 
 /// A tier wrapper that fails, hangs, blocks writes or yields on command, counts its calls,
 /// and (optionally) publishes an invalidation stream the test controls.
@@ -84,7 +86,8 @@ impl FaultyTier {
             }
         }
         match self.mode.load(Ordering::SeqCst) {
-            FAIL => {
+            FAIL_WRITES if !write => {}
+            FAIL | FAIL_WRITES => {
                 return Err(Error::Unavailable {
                     tier: self.name.clone(),
                     reason: "injected".into(),
@@ -924,6 +927,70 @@ async fn a_cancelled_repair_does_not_disable_the_tier_for_good() {
     cache.insert(&s("k"), &s("v")).await.unwrap();
     top.remove(&key("k"), far()).await.unwrap();
     assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("v")), "the bottom tier is read again");
+    cache.close().await;
+}
+
+/// A read racing the overflow of the dirty set (another key's failed write) must see the key
+/// either still marked or the tier distrusted, never neither. Each round leaves a stale value
+/// of a fresh key in the bottom tier, marks the key, and overflows the set from this task
+/// while a reader on its own thread reads the key; the rounds stop at the first stale read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_racing_a_dirty_set_overflow_never_serves_a_stale_value() {
+    use std::sync::atomic::AtomicBool;
+    const ROUNDS: u64 = 20_000;
+    let top = mem("top");
+    let bottom = Arc::new(FaultyTier::new("bottom"));
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .circuit_breaker(u32::MAX, Duration::from_secs(1))
+        .dirty_key_limit(1)
+        .build()
+        .unwrap();
+    // The round whose key is marked dirty over a stale bottom copy (0: none).
+    let armed = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (cache, armed, done) = (cache.clone(), armed.clone(), done.clone());
+        // Its own thread and runtime, so that it runs truly in parallel with the writes.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                while !done.load(Ordering::SeqCst) {
+                    let round = armed.load(Ordering::SeqCst);
+                    if round == 0 {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    let got = cache.get(&format!("k{round}")).await.expect("get");
+                    if got.as_deref() == Some("old") {
+                        return Some(round);
+                    }
+                }
+                None
+            })
+        })
+    };
+    for round in 1..=ROUNDS {
+        let k = format!("k{round}");
+        plant(&*bottom.inner, &k, "old", None).await;
+        bottom.set(FAIL_WRITES);
+        cache.insert(&k, &s("new")).await.unwrap();
+        top.remove(&key(&k), far()).await.unwrap();
+        armed.store(round, Ordering::SeqCst);
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        cache.insert(&format!("z{round}"), &s("x")).await.unwrap();
+        armed.store(0, Ordering::SeqCst);
+        bottom.set(HEALTHY);
+        if reader.is_finished() {
+            break;
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    let stale = reader.join().expect("reader thread");
+    assert_eq!(stale, None, "the stale bottom copy was served");
     cache.close().await;
 }
 
