@@ -131,11 +131,19 @@ where
             }
         };
         let mut section = Atomic { cache: self, guards, now: Cell::new(None), out: Removed::new() };
-        let result = f(&mut section);
+        // If `f` panics, what it already did stays done (the locks do not poison), and so
+        // the entries it removed must still reach the listener: the panic is caught, the
+        // locks released and the listener called as on a normal return, and then the
+        // panic goes on. Nothing observes the section between the catch and the resume.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut section)));
         let Atomic { guards, out, .. } = section;
         drop(guards);
         self.finish(out);
-        result
+        match result {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 }
 

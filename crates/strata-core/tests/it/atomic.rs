@@ -124,3 +124,38 @@ fn listeners_run_outside_the_section() {
     assert!(cache.entry_count() <= 4, "capacity holds inside a section");
     assert!(seen.load(Ordering::Relaxed) >= 12, "evictions were reported after the section");
 }
+
+/// A section that panics keeps what it did (the locks do not poison), so the entries it
+/// removed are still reported to the listener, after the locks are released; then the
+/// panic reaches the caller.
+#[test]
+fn a_panicking_section_still_reports_what_it_removed() {
+    let seen: Arc<std::sync::Mutex<Vec<(u64, RemovalCause)>>> = Arc::default();
+    let s = Arc::clone(&seen);
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(2)
+        .shards(1)
+        .eviction_policy(strata_core::PolicyConfig::Lru)
+        .removal_listener(move |k, _, cause| s.lock().unwrap().push((k, cause)))
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cache.atomically(&[3, 2], |tx| {
+            tx.insert(3, 3).unwrap(); // evicts key 1
+            tx.remove(&2).unwrap();
+            panic!("a bug in the caller's section");
+        })
+    }));
+    assert!(outcome.is_err(), "the panic reaches the caller");
+    assert_eq!((cache.get(&1), cache.get(&2), cache.get(&3)), (None, None, Some(3)));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(1, RemovalCause::Size), (2, RemovalCause::Explicit)],
+        "every removal the section made is reported"
+    );
+    // The locks were released: the cache is usable.
+    cache.insert(4, 4);
+    assert_eq!(cache.get(&4), Some(4));
+}
