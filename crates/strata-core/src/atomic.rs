@@ -135,8 +135,7 @@ where
         // the entries it removed must still reach the listener: the panic is caught, the
         // locks released and the listener called as on a normal return, and then the
         // panic goes on. Nothing observes the section between the catch and the resume.
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut section)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut section)));
         let Atomic { guards, out, .. } = section;
         drop(guards);
         self.finish(out);

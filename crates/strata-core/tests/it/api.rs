@@ -272,7 +272,10 @@ fn a_removal_listener_may_call_back_into_the_cache_from_every_operation() {
         });
         let deadline = Instant::now() + Duration::from_secs(5);
         while !worker.is_finished() {
-            assert!(Instant::now() < deadline, "{what}: the listener's call into the cache deadlocked");
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the listener's call into the cache deadlocked"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         worker.join().unwrap();

@@ -146,7 +146,7 @@ fn a_panicking_section_still_reports_what_it_removed() {
             tx.insert(3, 3).unwrap(); // evicts key 1
             tx.remove(&2).unwrap();
             panic!("a bug in the caller's section");
-        })
+        });
     }));
     assert!(outcome.is_err(), "the panic reaches the caller");
     assert_eq!((cache.get(&1), cache.get(&2), cache.get(&3)), (None, None, Some(3)));
