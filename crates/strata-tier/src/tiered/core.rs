@@ -5,7 +5,9 @@
 //! Locking: every write, promotion and invalidation of a key runs under that key's striped
 //! async mutex, held across all the tiers it touches. A read takes it only after missing the
 //! top tier. So the tiers change for one key in one order, and a value read from a lower tier
-//! cannot be promoted over a newer write or a removal.
+//! cannot be promoted over a newer write or a removal. A load (`get_or_load`) holds its key's
+//! stripe and the close gate while it runs; reads that the load makes of the same cache on
+//! its own task find them recorded in a task-local and go on without waiting for themselves.
 //!
 //! Cancellation: a multi-tier write runs in a spawned task that owns the key's lock, so a
 //! caller that stops waiting cannot leave the write half done (new value above, old below).
@@ -26,6 +28,30 @@ use super::writeback::{Lookup, PendingOp, WriteBack};
 use super::{TierFailure, WriteReport};
 use crate::tier::{Invalidation, TierEntry};
 use crate::{Error, Result};
+
+tokio::task_local! {
+    /// What loads on this task hold while their `load` runs (lock stripes and close gates, by
+    /// address). A load may read the cache, and such a read must not wait for a lock the load
+    /// holds: the holder is this very task, suspended in the load until the read returns.
+    static HELD: Vec<usize>;
+}
+
+/// The address that stands for `lock` in [`HELD`].
+fn addr<T>(lock: &T) -> usize {
+    std::ptr::from_ref(lock) as usize
+}
+
+/// Whether a load on the current task holds the lock at `addr`.
+fn held_here(addr: usize) -> bool {
+    HELD.try_with(|held| held.contains(&addr)).unwrap_or(false)
+}
+
+/// Runs `fut` (a load) with the locks at `addrs` recorded as held by the current task.
+async fn holding<F: std::future::Future>(addrs: [usize; 2], fut: F) -> F::Output {
+    let mut held = HELD.try_with(Clone::clone).unwrap_or_default();
+    held.extend(addrs);
+    HELD.scope(held, fut).await
+}
 
 /// What one tier said about a key.
 enum Read {
@@ -139,7 +165,8 @@ impl Core {
             return Ok(None);
         }
         let lock = self.lock_for(key);
-        let _guard = lock.lock().await;
+        // Inside a load that holds this stripe, this task already has the lock.
+        let _guard = if held_here(addr(&*lock)) { None } else { Some(lock.lock().await) };
         Ok(self.read_locked(key, true).await)
     }
 
@@ -213,16 +240,25 @@ impl Core {
         if let Read::Hit(e) = self.read_slot(0, key, self.clock.wall(), true).await {
             return Ok((e, false));
         }
-        let gate = self.gate.read().await;
-        if *gate {
-            return Err(Error::Closed);
-        }
         let lock = self.lock_for(key);
-        let _guard = lock.lock().await;
+        // Inside a load of this cache (a load reading it), this task already holds the gate,
+        // and maybe this stripe: taking them again would wait for itself (a read of the gate
+        // queues behind a waiting `close`).
+        let (gate_addr, lock_addr) = (addr(&self.gate), addr(&*lock));
+        let _gate = if held_here(gate_addr) {
+            None
+        } else {
+            let gate = self.gate.read().await;
+            if *gate {
+                return Err(Error::Closed);
+            }
+            Some(gate)
+        };
+        let _guard = if held_here(lock_addr) { None } else { Some(lock.lock().await) };
         if let Some(e) = self.read_locked(key, false).await {
             return Ok((e, false));
         }
-        let entry = load.await?;
+        let entry = holding([gate_addr, lock_addr], load).await?;
         let now = self.clock.wall();
         // The loaded value is the caller's whatever happens to the copies: a failed store is
         // counted by the tiers and reported in the log, not turned into a failed read.

@@ -194,7 +194,9 @@ where
     /// The value for `key`, or, on a miss in every tier, the value `load` produces, which is
     /// then stored with the default TTL. Concurrent calls for one key run one load: the
     /// others wait for it and read its result (other keys that share the key's lock stripe
-    /// wait too, so keep loads short).
+    /// wait too, so keep loads short). `load` may read this cache ([`get`](Self::get),
+    /// `get_with`) on its own task; it must not write to it (insert, remove, clear) nor wait
+    /// for another task that reads it, since those wait for the stripe that the load holds.
     ///
     /// # Errors
     ///

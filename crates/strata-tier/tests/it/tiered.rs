@@ -302,6 +302,65 @@ async fn get_with_loads_once_for_concurrent_callers() {
     assert_eq!(peek_value(&*top, "x").await, None);
 }
 
+/// A loader may read the cache, other keys included: with the default 1024 lock stripes one
+/// key in 1024 shares the loading key's stripe, which the load holds while it runs. One
+/// stripe here makes every key share it, so any read from inside a load would wait for it.
+#[tokio::test]
+async fn a_loader_may_read_other_keys_of_the_cache() {
+    let (top, bottom) = (mem("top"), mem("bottom"));
+    let cache: Cache = TieredCache::builder()
+        .tier(top.clone())
+        .tier(bottom.clone())
+        .lock_stripes(1)
+        .build()
+        .unwrap();
+    plant(&*bottom, "other", "below", None).await;
+    let (inner, k) = (cache.clone(), s("k"));
+    let load = cache.get_with(&k, || async move {
+        let other = inner.get(&s("other")).await?.unwrap_or_default();
+        let nested = inner.get_with(&s("nested"), || async { Ok(s("n")) }).await?;
+        let same = inner.get(&s("k")).await?;
+        Ok(format!("{other}+{nested}+{same:?}"))
+    });
+    let got = tokio::time::timeout(Duration::from_secs(10), load)
+        .await
+        .expect("a read inside a load deadlocked on the load's lock stripe")
+        .unwrap();
+    assert_eq!(got, "below+n+None");
+    assert_eq!(peek_value(&*top, "other").await, Some(s("below")), "promoted");
+    assert_eq!(peek_value(&*bottom, "nested").await, Some(s("n")), "nested load stored");
+    assert_eq!(peek_value(&*bottom, "k").await, Some(got), "outer load stored");
+}
+
+/// `close` waits for loads in flight; a load that reads the cache meanwhile must not queue
+/// behind that waiting `close` for a gate its own task already holds.
+#[tokio::test]
+async fn a_loader_may_read_the_cache_while_close_waits() {
+    let (top, bottom) = (mem("top"), mem("bottom"));
+    let cache: Cache = TieredCache::builder().tier(top).tier(bottom.clone()).build().unwrap();
+    let (inner, k) = (cache.clone(), s("k"));
+    let load = cache.get_with(&k, || async move {
+        let closer = {
+            let cache = inner.clone();
+            tokio::spawn(async move { cache.close().await })
+        };
+        // Let `close` run until it waits for this load.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!closer.is_finished(), "close waits for the load in flight");
+        inner.get_with(&s("nested"), || async { Ok(s("n")) }).await
+    });
+    let got = tokio::time::timeout(Duration::from_secs(10), load)
+        .await
+        .expect("a read inside a load deadlocked behind close")
+        .unwrap();
+    assert_eq!(got, "n");
+    assert_eq!(peek_value(&*bottom, "k").await, Some(s("n")), "the load was stored");
+    cache.close().await;
+    assert!(matches!(cache.get(&s("k")).await, Err(Error::Closed)), "then the cache closed");
+}
+
 // ---- Time ----
 
 #[tokio::test]
