@@ -60,7 +60,7 @@
 mod format;
 mod mmap;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -165,6 +165,10 @@ struct Writer {
     free: Vec<u32>,
     /// Per slot, the hashes of the keys written there, to unindex them when it is reclaimed.
     keys: Vec<Vec<u64>>,
+    /// Keys (by hash) unindexed while an older value of theirs may still be on disk with no
+    /// tombstone after it: their last put failed, or a tombstone for a corrupt entry did. A
+    /// remove of such a key writes the tombstone the index alone would not ask for.
+    shadowed: HashSet<u64>,
     next_seq: u64,
     next_generation: u64,
     /// Entries below this sequence number were cleared; new regions record it.
@@ -755,6 +759,7 @@ impl Inner {
                 sealed: VecDeque::new(),
                 free: Vec::new(),
                 keys: vec![Vec::new(); regions],
+                shadowed: HashSet::new(),
                 next_seq: 1,
                 next_generation: 1,
                 floor: 0,
@@ -1016,6 +1021,7 @@ impl Inner {
             return;
         }
         if let Err(e) = self.append(&mut w, Kind::Tombstone, None, key, &[]) {
+            w.shadowed.insert(h);
             tracing::warn!(
                 error = %e,
                 "disk tier: no tombstone for a corrupt entry; a restart may serve an older value"
@@ -1035,13 +1041,18 @@ impl Inner {
             Ok(loc) => {
                 self.shared.write().index.insert(h, loc);
                 w.keys[loc.slot as usize].push(h);
+                if !w.shadowed.is_empty() {
+                    w.shadowed.remove(&h);
+                }
                 self.counters.puts.incr();
                 Ok(())
             }
             Err(e) => {
                 // The write's outcome on disk is unknown: stop serving the key's older value so
-                // that no reader sees a value older than a write that was attempted.
+                // that no reader sees a value older than a write that was attempted, and
+                // remember that it may still be on disk for a later remove to hide.
                 self.shared.write().index.remove(&h);
+                w.shadowed.insert(h);
                 Err(e)
             }
         }
@@ -1051,13 +1062,18 @@ impl Inner {
         let h = self.hash(key);
         let mut w = self.writer.lock();
         // A key the index does not hold has nothing on disk that recovery would serve: it was
-        // evicted with its region, cleared, or hidden by a newer tombstone or expired entry.
-        // (The exception is an older value behind a write that failed, which was reported.)
-        if !self.shared.read().index.contains_key(&h) {
+        // evicted with its region, cleared, or hidden by a newer tombstone or expired entry,
+        // unless it is shadowed (an older value behind a failed write is still there).
+        if !self.shared.read().index.contains_key(&h) && !w.shadowed.contains(&h) {
             return Ok(());
         }
         let written = self.append(&mut w, Kind::Tombstone, None, key, &[]);
         self.shared.write().index.remove(&h);
+        if written.is_ok() {
+            w.shadowed.remove(&h);
+        } else {
+            w.shadowed.insert(h);
+        }
         self.counters.removes.incr();
         written.map(|_| ())
     }
@@ -1218,6 +1234,8 @@ impl Inner {
         w.active = Some(Active { slot: 0, file, offset: REGION_HEADER_LEN });
         w.sealed.clear();
         w.keys.iter_mut().for_each(Vec::clear);
+        // The floor hides every older entry, shadowed ones included.
+        w.shadowed.clear();
         w.free = (1..self.cfg.regions).rev().collect();
         let mut failed = None;
         for slot in 1..self.cfg.regions {

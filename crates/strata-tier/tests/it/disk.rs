@@ -290,6 +290,36 @@ async fn a_removed_key_stays_removed_across_restarts() {
     assert_eq!(tier.stats().regions_in_use, regions, "restarts must not use up regions");
 }
 
+/// A put that fails leaves the key's older value on disk, unindexed. A later remove that
+/// returns `Ok` must still hold across a restart: it writes the tombstone that hides that
+/// value, rather than skipping it because the index no longer holds the key.
+#[tokio::test]
+async fn a_remove_after_a_failed_put_stays_removed_across_restarts() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (cap, region) = (8 << 10, 1 << 10);
+    let tier = open(root.path(), cap, region);
+    tier.put(b"k", forever(b"old"), deadline()).await.unwrap();
+    // Fill the first region (slot 0) so that the next put opens the second one, slot 1.
+    let filler = forever(&[7; 400]);
+    tier.put(b"f1", filler.clone(), deadline()).await.unwrap();
+    tier.put(b"f2", filler.clone(), deadline()).await.unwrap();
+    assert_eq!(tier.stats().regions_in_use, 1);
+    // A directory where the new region's temporary file goes makes creating it fail (as a
+    // full disk or a failing device would).
+    let blocker = root.path().join("region-00001.tmp");
+    fs::create_dir(&blocker).expect("blocker");
+    let err = tier.put(b"k", filler.clone(), deadline()).await.expect_err("no room for a region");
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    fs::remove_dir(&blocker).expect("unblock");
+    tier.remove(b"k", deadline()).await.expect("remove");
+    assert_eq!(tier.get(b"k", deadline()).await.unwrap(), None);
+    tier.close().await.unwrap();
+    drop(tier);
+    let tier = open(root.path(), cap, region);
+    assert_eq!(tier.get(b"k", deadline()).await.unwrap(), None, "a removed key came back");
+    assert_eq!(tier.get(b"f2", deadline()).await.unwrap(), Some(filler));
+}
+
 /// One write of the damage tests, with where it lies in the region file.
 struct Written {
     key: Vec<u8>,
