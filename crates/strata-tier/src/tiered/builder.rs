@@ -131,7 +131,9 @@ where
     }
 
     /// How many times the write-back worker retries a failed write to a tier (2 by default),
-    /// with a backoff doubling from 10 ms; never against an open breaker.
+    /// with a backoff doubling from 10 ms; never against an open breaker, nor after the tier
+    /// refused the key or value itself ([`Error::TooLarge`], [`Error::Codec`]), which a retry
+    /// cannot change.
     pub fn writeback_retries(mut self, retries: u32) -> Self {
         self.writeback_retries = retries;
         self

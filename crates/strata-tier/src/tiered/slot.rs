@@ -309,7 +309,7 @@ impl Drop for ClearingFlag<'_> {
 
 /// Whether an error says the tier is unhealthy (and counts toward opening its breaker), as
 /// opposed to the tier refusing one key or value.
-fn is_health_failure(e: &Error) -> bool {
+pub(crate) fn is_health_failure(e: &Error) -> bool {
     !matches!(
         e,
         Error::TooLarge { .. }

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use strata_core::Clock;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::slot::Slot;
+use super::slot::{is_health_failure, Slot};
 use super::OnFull;
 use crate::tier::TierEntry;
 use crate::{Error, Result};
@@ -285,8 +285,9 @@ impl Worker {
         slot.after_write(key, outcome.is_ok());
     }
 
-    /// Runs `call` up to `1 + retries` times, backing off between tries, and not at all
-    /// against an open breaker (the failure is then recorded as a dirty key at once).
+    /// Runs `call` up to `1 + retries` times, backing off between tries; not again against
+    /// an open breaker, nor after a refusal of this key or value (too large, not encodable),
+    /// which a retry cannot change: the failure is then recorded as a dirty key at once.
     async fn with_retries<F, Fut>(&self, mut call: F) -> Result<()>
     where
         F: FnMut() -> Fut,
@@ -298,7 +299,7 @@ impl Worker {
             match call().await {
                 Ok(()) => return Ok(()),
                 Err(e @ Error::Unavailable { .. }) => return Err(e),
-                Err(e) if tries >= self.retries => return Err(e),
+                Err(e) if tries >= self.retries || !is_health_failure(&e) => return Err(e),
                 Err(_) => {
                     tries += 1;
                     tokio::time::sleep(backoff).await;

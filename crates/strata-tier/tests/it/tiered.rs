@@ -1502,3 +1502,32 @@ async fn a_foreign_redis_type_under_the_prefix_does_not_open_the_breaker() {
     assert_eq!(cache.get(&s("good")).await.unwrap(), Some(s("v")), "Redis still read");
     cache.close().await;
 }
+
+/// A write-back job that a tier refuses for good (a value larger than the disk tier takes)
+/// fails at once: retrying it cannot succeed, and a lane that backs off between retries
+/// (10 ms doubling) holds every later write of its keys behind it meanwhile.
+#[cfg(feature = "disk")]
+#[tokio::test(start_paused = true)]
+async fn write_back_does_not_retry_a_write_the_tier_refuses() {
+    use strata_tier::disk::DiskTier;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = DiskTier::builder(dir.path()).capacity(64 << 10).region_size(4 << 10);
+    let disk = Arc::new(disk.max_entry_size(256).build().unwrap());
+    let cache: Cache = TieredCache::builder()
+        .tier(mem("top"))
+        .tier(disk.clone())
+        .write_mode(WriteMode::Back { capacity: 16, on_full: OnFull::Wait })
+        .writeback_workers(1)
+        .writeback_retries(20)
+        .build()
+        .unwrap();
+    cache.insert(&s("big"), &"x".repeat(1000)).await.unwrap();
+    cache.insert(&s("small"), &s("v")).await.unwrap();
+    // Paused time: the flush's duration is the backoff the worker slept, read off tokio's clock.
+    let started = tokio::time::Instant::now();
+    cache.flush().await.unwrap();
+    let slept = started.elapsed();
+    assert!(slept < Duration::from_secs(1), "the lane backed off {slept:?} on a refused write");
+    assert_eq!(peek_value(&*disk, "small").await, Some(s("v")));
+    cache.close().await;
+}
