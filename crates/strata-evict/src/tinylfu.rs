@@ -224,7 +224,7 @@ impl TinyLfu {
     ) -> Self {
         let mut rng = SplitMix64::new(seed);
         let salt = rng.next_u64();
-        let expected = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let expected = sized_entries(capacity);
         let mut p = TinyLfu {
             nodes: Nodes::default(),
             window: List::default(),
@@ -524,8 +524,27 @@ fn rejected_memory(entries: usize, salt: u64) -> Rejected {
 }
 
 /// The entries a weighted cache's sketch is first sized for (see
-/// [`Policy::weighted_capacity`]): 8 KiB of counters.
+/// [`Policy::weighted_capacity`]), and that of a capacity above [`EAGER_SKETCH_ENTRIES`]:
+/// 8 KiB of counters.
 const WEIGHTED_SKETCH_START: usize = 1024;
+
+/// The largest capacity, in entries, whose sketch and rejected-candidate memory are sized
+/// for it up front. Above it they start at [`WEIGHTED_SKETCH_START`] entries and grow with
+/// the resident count (`on_insert`), as Caffeine sizes its sketch only once the cache is
+/// half full: a capacity of `u64::MAX` often means "unbounded", and sizing for it took a
+/// 256 MiB table per shard, filled page by page as keys were counted (4 GB resident for
+/// 200,000 entries on two cores). Every cache and trace size measured in
+/// docs/benchmarks.md is below it, so none of their figures depends on this.
+const EAGER_SKETCH_ENTRIES: usize = 1 << 20;
+
+/// The entries the sketch and the rejected-candidate memory of an unweighted policy of
+/// `capacity` entries are first sized for (see [`EAGER_SKETCH_ENTRIES`]).
+fn sized_entries(capacity: u64) -> usize {
+    match usize::try_from(capacity) {
+        Ok(n) if n <= EAGER_SKETCH_ENTRIES => n,
+        _ => WEIGHTED_SKETCH_START,
+    }
+}
 
 impl Policy for TinyLfu {
     fn weighted_capacity(&mut self) {
@@ -668,7 +687,11 @@ impl Policy for TinyLfu {
             if self.capacity == 0 { 0.01 } else { self.window_max as f64 / self.capacity as f64 };
         self.size_regions(capacity, fraction);
         self.pending = 0;
-        let entries = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let entries = if self.weighted {
+            self.len().max(WEIGHTED_SKETCH_START)
+        } else {
+            sized_entries(capacity).max(self.len())
+        };
         self.rejected = rejected_memory(entries, self.rejected.salt());
         match &mut self.adapter {
             Adapter::Fixed | Adapter::Follow(_) | Adapter::Mini(_) => {}
@@ -703,7 +726,7 @@ mod tests {
     /// with the resident count.
     #[test]
     fn a_weighted_capacity_sizes_the_sketch_by_entries_not_weight() {
-        let mut p = TinyLfu::new(8 << 20, 1, Adaptation::Fixed, false, 7);
+        let mut p = TinyLfu::new(1 << 20, 1, Adaptation::Fixed, false, 7);
         assert!(p.sketch.heap_bytes() >= 8 << 20, "unweighted: sized from the capacity");
         p.weighted_capacity();
         assert!(p.sketch.heap_bytes() <= 16 << 10, "{} bytes", p.sketch.heap_bytes());
@@ -714,6 +737,41 @@ mod tests {
         // It grows once the entries pass twice what it was sized for: at least half of them
         // have 8 bytes of counters.
         assert!((20_000 * 4..=20_000 * 8 * 8).contains(&bytes), "grew with the entries: {bytes}");
+    }
+
+    /// A capacity no cache will reach (`u64::MAX` for "unbounded", or billions) must not size
+    /// anything: the sketch and the rejected memory start small and grow with the entries,
+    /// also after `set_capacity`; up to [`EAGER_SKETCH_ENTRIES`] they are sized at once.
+    #[test]
+    fn a_huge_capacity_sizes_the_sketch_by_the_entries_held() {
+        for capacity in [u64::MAX, 1 << 40, EAGER_SKETCH_ENTRIES as u64 + 1] {
+            let mut p = TinyLfu::new(capacity, 1, Adaptation::MiniSimulation, false, 3);
+            assert!(p.sketch.heap_bytes() <= 16 << 10, "{capacity}: {}", p.sketch.heap_bytes());
+            assert!(p.rejected.keys_per_generation() <= WEIGHTED_SKETCH_START / 8);
+            for s in 0..20_000u32 {
+                p.on_insert(s, u64::from(s).wrapping_mul(0x9e37_79b9_7f4a_7c15), 1);
+            }
+            let bytes = p.sketch.heap_bytes();
+            assert!(
+                (20_000 * 4..=20_000 * 8 * 8).contains(&bytes),
+                "grew with the entries: {bytes}"
+            );
+            p.set_capacity(u64::MAX / 2);
+            let keys = p.rejected.keys_per_generation();
+            assert!((1_000..=10_000).contains(&keys), "sized by the entries held: {keys}");
+        }
+        let eager = TinyLfu::new(EAGER_SKETCH_ENTRIES as u64, 1, Adaptation::Fixed, false, 3);
+        assert_eq!(eager.sketch.heap_bytes(), EAGER_SKETCH_ENTRIES * 8);
+    }
+
+    /// A weighted cache's `set_capacity` sizes the rejected memory by the entries it holds,
+    /// not by the new capacity in weight units.
+    #[test]
+    fn a_weighted_set_capacity_keeps_the_rejected_memory_sized_by_entries() {
+        let mut w = TinyLfu::new(1 << 20, 1, Adaptation::Fixed, false, 3);
+        w.weighted_capacity();
+        w.set_capacity(64 << 30);
+        assert!(w.rejected.keys_per_generation() <= WEIGHTED_SKETCH_START / 8);
     }
 
     /// A whole cache's sketch has counters for at least [`SKETCH_FLOOR_ENTRIES`] entries, a
@@ -846,8 +904,8 @@ mod tests {
     /// A weighted cache sizes the memory by entries, like the sketch, and grows it with them.
     #[test]
     fn a_weighted_capacity_sizes_the_rejected_memory_by_entries() {
-        let mut p = TinyLfu::new(8 << 20, 1, Adaptation::Fixed, false, 7);
-        assert_eq!(p.rejected.keys_per_generation(), (8 << 20) / 8);
+        let mut p = TinyLfu::new(1 << 20, 1, Adaptation::Fixed, false, 7);
+        assert_eq!(p.rejected.keys_per_generation(), (1 << 20) / 8);
         p.weighted_capacity();
         let start = p.rejected.keys_per_generation();
         assert!(start <= WEIGHTED_SKETCH_START / 8, "{start}");
