@@ -52,7 +52,9 @@ const MAX_DEFAULT_SHARDS: usize = 1024;
 /// value). `CacheBuilder::shards(1)` lets one entry take the whole capacity.
 const WEIGHTED_SHARDS_PER_CORE: usize = 4;
 
-/// Never reserve more than this many slots per shard up front.
+/// Never reserve more than this many slots up front, all shards together: a larger cache's
+/// tables grow as it fills. A capacity of `u64::MAX` (often meant as "unbounded") otherwise
+/// reserved a million slots per shard, 270 MB resident in an empty cache on two cores.
 const MAX_RESERVE: u64 = 1 << 20;
 
 /// Configures and builds a [`Cache`]. Start with [`Cache::builder`].
@@ -350,8 +352,11 @@ where
         let shard_vec: Shards<K, V> = (0..shards)
             .map(|i| {
                 let cap = shard_capacity(capacity, shards, i);
-                let reserve =
-                    if weighted { 0 } else { cap.saturating_add(1).min(MAX_RESERVE) as usize };
+                let reserve = if weighted {
+                    0
+                } else {
+                    cap.saturating_add(1).min(MAX_RESERVE / shards as u64) as usize
+                };
                 let seed = self.hasher.hash_one(i as u64 ^ 0x5eed_5eed);
                 let (policy, window) = match &cell {
                     _ if shards == 1 => (self.policy.build(cap, seed), WindowSync::Alone),
@@ -454,6 +459,29 @@ pub(crate) fn shard_capacity(capacity: u64, shards: usize, i: usize) -> u64 {
 #[cfg(all(test, not(strata_loom)))]
 mod tests {
     use super::*;
+
+    /// `max_capacity(u64::MAX)` (an "unbounded" cache) reserves at most the budget, all
+    /// shards together, and its tables then grow as it fills.
+    #[test]
+    fn a_huge_capacity_reserves_only_the_budget_and_grows() {
+        let cache: crate::Cache<u64, u64> =
+            crate::Cache::builder().max_capacity(u64::MAX).build().expect("build");
+        let (table, slab) = cache
+            .inner
+            .shards
+            .iter()
+            .map(|s| s.read().reserved_slots())
+            .fold((0, 0), |(t, s), (a, b)| (t + a, s + b));
+        assert!(slab as u64 <= MAX_RESERVE, "slab room for {slab}");
+        assert!(table as u64 <= 2 * MAX_RESERVE, "table room for {table}");
+        // Past the budget: every shard grows past what it reserved.
+        let n = MAX_RESERVE + MAX_RESERVE / 8;
+        for k in 0..n {
+            cache.insert(k, k);
+        }
+        assert_eq!(cache.entry_count(), n);
+        assert!((0..n).step_by(997).all(|k| cache.get(&k) == Some(k)));
+    }
 
     #[test]
     fn default_sharding_keeps_small_caches_whole_and_splits_large_ones() {
