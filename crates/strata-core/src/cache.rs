@@ -622,15 +622,21 @@ where
 
     /// Writes `value` only if the entry for `key` still has write generation `gen` (the
     /// end of a refresh: a newer write wins). Returns whether it was written.
+    ///
+    /// The new value gets the time to live the entry was written with, counted from now: a
+    /// value inserted with a TTL of its own (`insert_with_ttl`, `Compute::PutWithTtl`)
+    /// would otherwise lose it on its first refresh, and never expire in a cache without a
+    /// cache-wide TTL.
     pub(crate) fn write_if_generation(&self, key: K, hash: u64, gen: u32, value: V) -> bool {
         let shard = self.shard(hash);
         let mut out = Removed::new();
         let mut guard = shard.write();
-        let written = if guard.generation(hash, &key) == Some(gen) {
-            self.write_locked(&mut guard, hash, key, value, None, &mut out);
-            true
-        } else {
-            false
+        let written = match guard.generation_and_ttl(hash, &key) {
+            Some((current, ttl)) if current == gen => {
+                self.write_locked(&mut guard, hash, key, value, ttl, &mut out);
+                true
+            }
+            _ => false,
         };
         drop(guard);
         self.finish(out);

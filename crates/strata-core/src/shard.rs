@@ -56,6 +56,17 @@ pub(crate) struct Timing {
 }
 
 impl Timing {
+    /// The time to live the value was written with (its own, or the cache-wide one), or
+    /// `None` if it has none.
+    ///
+    /// It is not stored: `hard` is `written` plus that time to live, so the difference
+    /// gives it back (a deadline saturated below `NEVER` gives a shorter one, which
+    /// saturates again when added to a later time). Untimed entries have no `Timing`, and
+    /// timed ones carry no field for it.
+    pub(crate) fn ttl(&self) -> Option<Duration> {
+        (self.hard != NEVER).then(|| Duration::from_nanos(self.hard - self.written))
+    }
+
     fn vacant() -> Self {
         Timing {
             expire_at: AtomicU64::new(NEVER),
@@ -775,14 +786,20 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
         None
     }
 
-    /// The write generation of the live entry for `key`, for refresh.
-    pub(crate) fn generation<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    /// The write generation of the entry for `key` and the time to live its value was
+    /// written with, for refresh: the refresh writes only over that generation, and gives
+    /// its value the same time to live.
+    pub(crate) fn generation_and_ttl<Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+    ) -> Option<(u32, Option<Duration>)>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let slot = self.find(hash, key)?;
-        self.timing(slot).map(|t| t.gen)
+        self.timing(slot).map(|t| (t.gen, t.ttl()))
     }
 }
 

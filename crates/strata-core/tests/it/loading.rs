@@ -267,3 +267,43 @@ fn a_refresh_dropped_before_it_ran_does_not_wedge_the_key() {
     }
     assert_eq!(cache.stats().refreshes, 2);
 }
+
+/// A refresh replaces the value, not the entry's lifetime: a value written with a TTL of
+/// its own keeps that TTL when refreshed, counted from the refresh's write, with or without
+/// a (longer) cache-wide TTL, as Caffeine's and moka's per-entry expiry re-apply the
+/// entry's policy on update.
+///
+/// The runtime is single-threaded, so the reload runs only when the test yields; `peek`
+/// checks expiry without starting another refresh.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refreshed_value_keeps_the_ttl_it_was_written_with() {
+    let s = Duration::from_secs(1);
+    for cache_wide in [None, Some(60 * s)] {
+        let clock = Arc::new(ManualClock::new());
+        let mut builder = Cache::builder()
+            .max_capacity(10)
+            .clock(clock.clone())
+            .refresh_after_write(s, |k: u32| async move { Some(k + 100) });
+        if let Some(ttl) = cache_wide {
+            builder = builder.time_to_live(ttl);
+        }
+        let cache: Cache<u32, u32> = builder.build().unwrap();
+        cache.insert_with_ttl(1, 1, 10 * s);
+        clock.advance(2 * s);
+        assert_eq!(cache.get(&1), Some(1), "{cache_wide:?}: starts the reload");
+        for _ in 0..1000 {
+            if cache.stats().loads_ok == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cache.peek(&1), Some(101), "{cache_wide:?}: the reload landed");
+        // Written again at 2 s, it lives until 12 s.
+        clock.advance(10 * s - Duration::from_nanos(1));
+        assert_eq!(cache.peek(&1), Some(101), "{cache_wide:?}: alive until its TTL ends");
+        clock.advance(Duration::from_nanos(1));
+        assert_eq!(cache.peek(&1), None, "{cache_wide:?}: expired 10 s after the refresh");
+        clock.advance(3600 * s);
+        assert_eq!(cache.peek(&1), None, "{cache_wide:?}: still gone an hour later");
+    }
+}
