@@ -10,7 +10,10 @@
 //! marked dirty, and reads skip this tier for it, until a later write of the key to this tier
 //! succeeds. The set is bounded: when it overflows, the whole tier is marked as needing a
 //! clear, reads skip it entirely, and the next read that finds the breaker closed clears it.
-//! So a failed write can make this tier miss, never serve an older value.
+//! So a failed write can make this tier miss, never serve an older value. The marks live in
+//! memory, so a put that the tier answered but refused (a value too large for it) is also
+//! followed by a remove of the key there: a persistent tier must not keep the older value for
+//! a restart to serve.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -197,7 +200,15 @@ impl Slot {
         }
         let permit = self.admit()?;
         let call = self.tier.put(key, entry, self.deadline());
-        self.finish(permit, Op::Put, call).await
+        let outcome = self.finish(permit, Op::Put, call).await;
+        if outcome.as_ref().is_err_and(|e| !is_health_failure(e)) {
+            // The tier answered and refused this key or value (too large for it, say), keeping
+            // any older value of the key. The key is marked dirty, but marks live in memory:
+            // after a restart a persistent tier would serve that older value as current. So
+            // it goes now; should this fail too, the mark still hides it until then.
+            let _ = self.remove(key).await;
+        }
+        outcome
     }
 
     pub(crate) async fn remove(&self, key: &[u8]) -> Result<()> {

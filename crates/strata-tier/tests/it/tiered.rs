@@ -1531,3 +1531,30 @@ async fn write_back_does_not_retry_a_write_the_tier_refuses() {
     assert_eq!(peek_value(&*disk, "small").await, Some(s("v")));
     cache.close().await;
 }
+
+/// A value that outgrows what the disk tier takes is refused there, and the disk's older
+/// value must not outlive the refusal: the report says the disk tier "does not serve the key
+/// until a later write of it succeeds there", and after a restart (the top tier empty, the
+/// in-memory marks gone) the older value would otherwise be served as current.
+#[cfg(feature = "disk")]
+#[tokio::test]
+async fn a_value_the_disk_refuses_does_not_leave_an_older_one_for_a_restart() {
+    use strata_tier::disk::DiskTier;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let disk = DiskTier::builder(dir.path()).capacity(64 << 10).region_size(4 << 10);
+        Arc::new(disk.max_entry_size(256).build().unwrap())
+    };
+    let disk = open();
+    let cache: Cache = TieredCache::builder().tier(mem("top")).tier(disk.clone()).build().unwrap();
+    cache.insert(&s("k"), &s("small")).await.unwrap();
+    let report = cache.insert(&s("k"), &"x".repeat(1000)).await.unwrap();
+    assert_eq!(report.failures().len(), 1, "the disk tier refused the value: {report:?}");
+    assert_eq!(cache.get(&s("k")).await.unwrap(), Some("x".repeat(1000)));
+    cache.close().await;
+    disk.close().await.unwrap();
+    drop((cache, disk));
+
+    let cache: Cache = TieredCache::builder().tier(mem("top")).tier(open()).build().unwrap();
+    assert_eq!(cache.get(&s("k")).await.unwrap(), None, "an older value came back");
+}
