@@ -196,6 +196,14 @@ where
     }
 
     /// Called after an entry leaves the cache, outside any lock, with the reason.
+    ///
+    /// The listener runs on the thread of the operation that removed the entry, after that
+    /// operation released its locks, so it may call back into the cache. If it panics, the
+    /// panic is caught and reported with `tracing::error!` (target `strata_core::cache`),
+    /// and the operation goes on as if the listener had returned: the operation completes
+    /// (`invalidate_all` still empties every shard) and every other entry it removed is
+    /// still reported. Only the notification that panicked is lost; its key and value are
+    /// dropped while unwinding.
     pub fn removal_listener(
         mut self,
         listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,

@@ -612,10 +612,32 @@ where
     }
 
     /// Hands removed entries to the listener, outside every lock.
+    ///
+    /// A panic of the listener is caught and logged per notification, as Caffeine does with
+    /// a listener's exception: the entries are already out of the cache, so letting the
+    /// panic unwind would only drop the batch's remaining notifications and stop an
+    /// operation that works shard by shard (`invalidate_all`) partway, leaving entries
+    /// behind. Unwind safety is asserted because nothing of the cache is observed after the
+    /// panic but `self.inner`'s immutable fields: no lock is held here, and every shard's
+    /// invariants were restored before its lock was released.
     pub(crate) fn finish(&self, out: Removed<K, V>) {
         if let Some(listener) = &self.inner.listener {
             for (k, v, cause) in out.into_iter() {
-                listener(k, v, cause);
+                let call = std::panic::AssertUnwindSafe(|| listener(k, v, cause));
+                if let Err(panic) = std::panic::catch_unwind(call) {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .copied()
+                        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                        .unwrap_or("(a panic payload that is not a string)");
+                    tracing::error!(
+                        cache = %self.inner.name,
+                        ?cause,
+                        panic = message,
+                        "the removal listener panicked; its notification is dropped, the \
+                         others are still delivered"
+                    );
+                }
             }
         }
     }

@@ -282,6 +282,76 @@ fn a_removal_listener_may_call_back_into_the_cache_from_every_operation() {
     }
 }
 
+/// A removal listener that panics loses only its own notification: the operation that
+/// removed the entries completes, returns normally, and every other entry it removed still
+/// reaches the listener (Caffeine catches and logs a listener's exception the same way).
+/// Here the listener panics on every even key, after recording it.
+#[test]
+fn a_panicking_removal_listener_loses_no_other_notification_and_no_operation_stops() {
+    use std::collections::BTreeSet;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    type Op = fn(&Cache<u32, u32>);
+    /// The keys the operation must have removed (and reported), looked at after it.
+    type Removed = fn(&Cache<u32, u32>) -> BTreeSet<u32>;
+    let ops: [(&str, Op, Removed); 6] = [
+        ("invalidate_all", Cache::invalidate_all, |_| (0..32).collect()),
+        (
+            "invalidate_if",
+            |c| assert_eq!(c.invalidate_if(|k, _| *k < 16), 16),
+            |_| (0..16).collect(),
+        ),
+        (
+            "set_capacity",
+            |c| c.set_capacity(8).unwrap(),
+            |c| {
+                assert!(c.entry_count() <= 8, "set_capacity: over the new capacity");
+                (0..32).filter(|k| !c.contains_key(k)).collect()
+            },
+        ),
+        (
+            "insert",
+            |c| c.insert(0, 100),
+            |c| {
+                assert_eq!(c.get(&0), Some(100), "insert: the new value is stored");
+                BTreeSet::from([0])
+            },
+        ),
+        ("remove", |c| assert_eq!(c.remove(&2), Some(2)), |_| BTreeSet::from([2])),
+        (
+            "atomically",
+            |c| c.atomically(&[0, 1, 2, 3], |tx| (0..4).for_each(|k| drop(tx.remove(&k)))),
+            |_| (0..4).collect(),
+        ),
+    ];
+    for (what, op, removed) in ops {
+        let events: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let e = Arc::clone(&events);
+        let cache: Cache<u32, u32> = Cache::builder()
+            .max_capacity(64)
+            .shards(4)
+            .eviction_policy(PolicyConfig::Lru)
+            .removal_listener(move |k, _, _| {
+                e.lock().unwrap().push(k);
+                assert!(k % 2 == 1, "listener bug on key {k}");
+            })
+            .build()
+            .unwrap();
+        for k in 0..32 {
+            cache.insert(k, k);
+        }
+        let returned = catch_unwind(AssertUnwindSafe(|| op(&cache)));
+        assert!(returned.is_ok(), "{what}: the listener's panic escaped the operation");
+        let expected = removed(&cache);
+        assert!(!expected.is_empty(), "{what}: removed nothing");
+        for k in &expected {
+            assert!(!cache.contains_key(k) || what == "insert", "{what}: {k} left behind");
+        }
+        let mut seen = events.lock().unwrap().clone();
+        seen.sort_unstable();
+        assert_eq!(seen, expected.into_iter().collect::<Vec<_>>(), "{what}: notifications");
+    }
+}
+
 #[test]
 fn entry_api_is_atomic_per_key() {
     let cache: Cache<u32, u64> = Cache::builder().max_capacity(100).build().unwrap();
