@@ -32,6 +32,8 @@
 //!   dropped and counted in [`DiskStats::corrupt_regions`]; in a region whose entry fails to
 //!   parse or to pass its checksum, that entry and everything after it in the region are
 //!   dropped and counted once in [`DiskStats::corrupt_entries`]. Expired entries are dropped.
+//!   Opened with a smaller capacity, the tier drops the region files beyond it and every
+//!   region no newer than those, so that no older entry of a key outlives a newer one dropped.
 //! - What the checksum cannot give back is a write it lost: when the newest entry of a key is
 //!   lost to corruption or a torn write, recovery serves the key's previous value, which
 //!   passes its check and was written for that key (foyer and CacheLib behave the same way).
@@ -881,6 +883,8 @@ impl Inner {
     fn find_regions(&self) -> Result<Vec<Found>> {
         let dir = &self.cfg.dir;
         let mut found = Vec::new();
+        // The newest generation among the regions dropped for lying beyond the capacity.
+        let mut newest_dropped: Option<u64> = None;
         let entries = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
@@ -893,14 +897,6 @@ impl Inner {
                 continue;
             }
             let Some(slot) = parse_region_name(name) else { continue };
-            if slot >= self.cfg.regions {
-                tracing::info!(
-                    path = %path.display(),
-                    "disk tier: dropping a region beyond the configured capacity"
-                );
-                remove_file(&path)?;
-                continue;
-            }
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -914,6 +910,18 @@ impl Inner {
                 file.read_exact_at(&mut head, 0).map_err(self.io("read", &path))?;
                 RegionHeader::decode(&head)
             };
+            if slot >= self.cfg.regions {
+                tracing::info!(
+                    path = %path.display(),
+                    "disk tier: dropping a region beyond the configured capacity"
+                );
+                if let Ok(h) = header {
+                    newest_dropped = newest_dropped.max(Some(h.generation));
+                }
+                drop(file);
+                remove_file(&path)?;
+                continue;
+            }
             let header = header.and_then(|h| {
                 if h.region_size as usize != self.cfg.region_size || len > h.region_size as u64 {
                     Err("region written with another region size")
@@ -938,6 +946,24 @@ impl Inner {
                     remove_file(&path)?;
                 }
             }
+        }
+        if let Some(cut) = newest_dropped {
+            // The regions dropped may hold the newest entries of keys (a later value, the
+            // tombstone of a removal) whose older entries lie in regions that stay. So every
+            // region no newer than one dropped goes too, as FIFO reclaim would have taken it
+            // first: what stays is newer than all that was dropped.
+            let (older, newer): (Vec<Found>, Vec<Found>) =
+                found.into_iter().partition(|f| f.header.generation <= cut);
+            for f in older {
+                let path = self.region_path(f.slot);
+                tracing::info!(
+                    path = %path.display(),
+                    "disk tier: dropping a region older than one beyond the configured capacity"
+                );
+                drop(f);
+                remove_file(&path)?;
+            }
+            found = newer;
         }
         Ok(found)
     }

@@ -320,6 +320,32 @@ async fn a_remove_after_a_failed_put_stays_removed_across_restarts() {
     assert_eq!(tier.get(b"f2", deadline()).await.unwrap(), Some(filler));
 }
 
+/// Reopening with a smaller capacity drops the region files beyond it. Those may hold a key's
+/// newest entries (a later value, or the tombstone of a removal) while a region that stays
+/// holds an older one, which must not come back as the key's value.
+#[tokio::test]
+async fn a_smaller_capacity_at_reopen_never_brings_back_an_older_value() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let region = 1 << 10;
+    let tier = open(root.path(), 8 * region, region);
+    tier.put(b"changed", forever(b"old"), deadline()).await.unwrap();
+    tier.put(b"removed", forever(b"old"), deadline()).await.unwrap();
+    // Fill regions 0 to 3 so that the next writes go to region 4, beyond the smaller size.
+    for i in 0..8u32 {
+        tier.put(format!("f{i}").as_bytes(), forever(&[1; 400]), deadline()).await.unwrap();
+    }
+    tier.put(b"changed", forever(b"new"), deadline()).await.unwrap();
+    tier.remove(b"removed", deadline()).await.unwrap();
+    assert!(root.path().join("region-00004.dat").exists(), "the last writes went to region 4");
+    tier.close().await.unwrap();
+    drop(tier);
+
+    let tier = open(root.path(), 4 * region, region);
+    let changed = tier.get(b"changed", deadline()).await.unwrap();
+    assert_ne!(changed, Some(forever(b"old")), "an overwritten value came back");
+    assert_eq!(tier.get(b"removed", deadline()).await.unwrap(), None, "a removed key came back");
+}
+
 /// One write of the damage tests, with where it lies in the region file.
 struct Written {
     key: Vec<u8>,
