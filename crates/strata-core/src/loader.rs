@@ -25,7 +25,7 @@
 use crate::cache::{BoxFuture, Cache};
 use parking_lot::Mutex;
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
@@ -220,9 +220,21 @@ where
     }
 
     /// Returns the values of all `keys`, loading every missing key with **one** call of
-    /// `load`, which receives the keys to load and returns the pairs it found. Keys another
-    /// caller is already loading are waited for instead; keys `load` does not return are
-    /// absent from the result.
+    /// `load`, which receives the keys to load and returns the pairs it found. The result
+    /// holds every key that was cached, that another caller's load produced, or that `load`
+    /// returned; keys `load` does not return are absent from it.
+    ///
+    /// Keys another caller is already loading are waited for first, and only then is `load`
+    /// called, with the keys still missing: a key whose other load ended without a value
+    /// (that caller was cancelled, its loader panicked, or its own batch loader skipped the
+    /// key) is loaded by this call's `load` rather than dropped. The cost is latency: when
+    /// some requested key is being loaded elsewhere, the keys nobody is loading are loaded
+    /// only after that other load ends, not alongside it, and until then they are not marked
+    /// as being loaded, so a concurrent caller missing on one of them loads it itself. This
+    /// call marks its keys only once it has waited: a batch that waited while holding keys
+    /// of its own could wait forever for a batch waiting for it. A key that another caller
+    /// starts loading in the instant between the wait and the marking is loaded by both;
+    /// the other caller's value wins if it gets one.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -247,87 +259,132 @@ where
         F: FnOnce(Vec<K>) -> Fut,
         Fut: Future<Output = Vec<(K, V)>>,
     {
+        let id = TypeId::of::<Infallible>();
+        let receiver = |key: &K| {
+            let t = self.inner.inflight.table(self.hash(key)).lock();
+            t.get(&(key.clone(), id))
+                .and_then(|b| b.downcast_ref::<watch::Receiver<Slot<V, Infallible>>>())
+                .cloned()
+        };
         let mut found = HashMap::new();
-        let mut leading = Vec::new();
+        // The distinct keys the cache lacks, in the order they were asked for.
+        let mut missing = Vec::new();
+        let mut seen = HashSet::new();
+        for key in keys {
+            if found.contains_key(&key) || seen.contains(&key) {
+                continue;
+            }
+            match self.get(&key) {
+                Some(v) => {
+                    found.insert(key, v);
+                }
+                None => {
+                    seen.insert(key.clone());
+                    missing.push(key);
+                }
+            }
+        }
+        // First wait for the loads other callers have in flight, holding no key of our own.
+        let in_flight: Vec<_> = missing.into_iter().map(|k| (receiver(&k), k)).collect();
+        let mut unloaded = Vec::new();
+        for (rx, key) in in_flight {
+            if let Some(mut rx) = rx {
+                match wait(&mut rx).await {
+                    Some(Ok(v)) => {
+                        found.insert(key, v);
+                        continue;
+                    }
+                    Some(Err(e)) => match *e {},
+                    // That load ended without a value: ours loads the key (below).
+                    None => {}
+                }
+            }
+            unloaded.push(key);
+        }
+        // Then lead the keys still missing; from here on this call waits for nobody until
+        // it has released them.
+        let mut asked = Vec::new();
         let mut guards = Vec::new();
         let mut senders: HashMap<K, watch::Sender<Slot<V, Infallible>>> = HashMap::new();
-        let mut waiting = Vec::new();
-        let id = TypeId::of::<Infallible>();
-        for key in keys {
-            if found.contains_key(&key) || senders.contains_key(&key) {
-                continue;
-            }
-            if let Some(v) = self.get(&key) {
-                found.insert(key, v);
-                continue;
-            }
-            let hash = self.hash(&key);
-            let table = self.inner.inflight.table(hash);
+        let mut raced = Vec::new();
+        for key in unloaded {
+            let table = self.inner.inflight.table(self.hash(&key));
             let mut t = table.lock();
             let existing = t
                 .get(&(key.clone(), id))
                 .and_then(|b| b.downcast_ref::<watch::Receiver<Slot<V, Infallible>>>());
-            match existing {
-                Some(rx) => waiting.push((key, rx.clone())),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    t.insert((key.clone(), id), Box::new(rx));
-                    drop(t);
-                    let mut guard = LeaderGuard { table, key: Some((key.clone(), id)) };
-                    // As in `try_get_with`: a previous leader may have inserted since our miss.
-                    if let Some(v) = self.peek(&key) {
-                        guard.release();
-                        let _ = tx.send(Some(Ok(v.clone())));
-                        found.insert(key, v);
-                        continue;
-                    }
-                    guards.push(guard);
-                    senders.insert(key.clone(), tx);
-                    leading.push(key);
-                }
+            if let Some(rx) = existing {
+                // Another caller started loading it since we looked: load it too, and
+                // prefer that caller's value if it gets one (below).
+                raced.push((key.clone(), rx.clone()));
+                asked.push(key);
+                continue;
+            }
+            let (tx, rx) = watch::channel(None);
+            t.insert((key.clone(), id), Box::new(rx));
+            drop(t);
+            let mut guard = LeaderGuard { table, key: Some((key.clone(), id)) };
+            // A previous leader may have inserted its value since our miss, or while we
+            // waited for the others.
+            if let Some(v) = self.peek(&key) {
+                guard.release();
+                let _ = tx.send(Some(Ok(v.clone())));
+                found.insert(key, v);
+                continue;
+            }
+            guards.push(guard);
+            senders.insert(key.clone(), tx);
+            asked.push(key);
+        }
+        if asked.is_empty() {
+            return found;
+        }
+        let span = tracing::debug_span!(
+            "strata.load",
+            cache = %self.inner.name,
+            keys = asked.len(),
+            found = tracing::field::Empty
+        );
+        let timer = LoadTimer::start(self.inner.stats.as_ref());
+        // One batch call is one load: keys it does not return are absent, not failed.
+        let loaded = load(asked).instrument(span.clone()).await;
+        span.record("found", loaded.len());
+        timer.finish(true);
+        let mut for_raced = HashMap::new();
+        for (k, v) in loaded {
+            if senders.contains_key(&k) {
+                self.insert(k.clone(), v.clone());
+            } else if raced.iter().any(|(r, _)| *r == k) {
+                for_raced.insert(k, v);
+                continue;
+            }
+            found.insert(k, v);
+        }
+        // Release every key we led, then publish; keys the loader skipped close their
+        // channel without a value, so their waiters start over with their own loaders.
+        for mut g in guards {
+            g.release();
+        }
+        for (k, tx) in senders {
+            if let Some(v) = found.get(&k) {
+                let _ = tx.send(Some(Ok(v.clone())));
             }
         }
-        if !leading.is_empty() {
-            let span = tracing::debug_span!(
-                "strata.load",
-                cache = %self.inner.name,
-                keys = leading.len(),
-                found = tracing::field::Empty
-            );
-            let timer = LoadTimer::start(self.inner.stats.as_ref());
-            // One batch call is one load: keys it does not return are absent, not failed.
-            let loaded = load(leading).instrument(span.clone()).await;
-            span.record("found", loaded.len());
-            timer.finish(true);
-            for (k, v) in loaded {
-                if senders.contains_key(&k) {
-                    self.insert(k.clone(), v.clone());
-                }
-                found.insert(k, v);
-            }
-            // Release every key we led, then publish; keys the loader skipped close their
-            // channel without a value, so their waiters start over with their own loaders.
-            for mut g in guards {
-                g.release();
-            }
-            for (k, tx) in senders {
-                if let Some(v) = found.get(&k) {
-                    let _ = tx.send(Some(Ok(v.clone())));
-                }
-            }
-        }
-        for (key, mut rx) in waiting {
-            match wait(&mut rx).await {
-                Some(Ok(v)) => {
-                    found.insert(key, v);
-                }
+        // We lead nothing now, so waiting for the racing loads cannot close a cycle.
+        for (key, mut rx) in raced {
+            let v = match wait(&mut rx).await {
+                Some(Ok(v)) => Some(v),
                 Some(Err(e)) => match *e {},
-                None => {
-                    // The other loader went away or skipped the key; it may be cached now.
-                    if let Some(v) = self.peek(&key) {
-                        found.insert(key, v);
-                    }
-                }
+                // That load ended without a value: the value is cached if someone wrote it
+                // meanwhile, else ours is, as a leader's would be.
+                None => self.peek(&key).or_else(|| {
+                    let v = for_raced.remove(&key)?;
+                    self.insert(key.clone(), v.clone());
+                    Some(v)
+                }),
+            };
+            if let Some(v) = v {
+                found.insert(key, v);
             }
         }
         found

@@ -307,3 +307,99 @@ async fn a_refreshed_value_keeps_the_ttl_it_was_written_with() {
         assert_eq!(cache.peek(&1), None, "{cache_wide:?}: still gone an hour later");
     }
 }
+
+/// `get_all_with` waits for the loads other callers have in flight for its keys before it
+/// calls its loader, so that a key whose other load ends without a value (its caller was
+/// cancelled, or its batch loader skipped the key) goes to this call's one loader call
+/// instead of missing from the result.
+///
+/// The runtime is single-threaded: each caller runs only when the test yields.
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_load_includes_keys_whose_other_load_ended_without_a_value() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use tokio::sync::Notify;
+    for cancelled in [true, false] {
+        let case = if cancelled { "cancelled get_with" } else { "batch that skipped the key" };
+        let cache: Cache<u32, u32> = Cache::builder().max_capacity(100).build().unwrap();
+        let (started, finish) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        // The other caller leads key 1 and, when told, ends without a value for it.
+        let other = {
+            let (cache, started, finish) = (cache.clone(), started.clone(), finish.clone());
+            tokio::spawn(async move {
+                if cancelled {
+                    let load = async {
+                        started.notify_one();
+                        std::future::pending::<u32>().await
+                    };
+                    cache.get_with(1, load).await;
+                } else {
+                    let got = cache
+                        .get_all_with([1], |_| async move {
+                            started.notify_one();
+                            finish.notified().await;
+                            Vec::new()
+                        })
+                        .await;
+                    assert!(got.is_empty());
+                }
+            })
+        };
+        started.notified().await;
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let ours = {
+            let (cache, asked) = (cache.clone(), Arc::clone(&asked));
+            tokio::spawn(async move {
+                cache
+                    .get_all_with([1, 2], |keys: Vec<u32>| {
+                        asked.lock().unwrap().push(keys.clone());
+                        async move { keys.into_iter().map(|k| (k, k * 10)).collect() }
+                    })
+                    .await
+            })
+        };
+        // Let our caller get as far as it can while the other load is in flight.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        if cancelled {
+            other.abort();
+        } else {
+            finish.notify_one();
+        }
+        let got =
+            tokio::time::timeout(Duration::from_secs(5), ours).await.expect("no wedge").unwrap();
+        assert_eq!(got, HashMap::from([(1, 10), (2, 20)]), "{case}: every key loaded");
+        assert_eq!(*asked.lock().unwrap(), [vec![1, 2]], "{case}: one loader call, both keys");
+        assert_eq!(cache.peek(&1), Some(10), "{case}: the value is cached");
+        let _ = other.await;
+    }
+}
+
+/// Two batches over the same keys in opposite orders, concurrently: a batch never waits
+/// for another while it holds keys of its own, so neither waits for the other forever, and
+/// each gets every key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_batch_loads_never_wait_for_each_other_forever() {
+    for round in 0..20u32 {
+        let cache: Cache<u32, u32> = Cache::builder().max_capacity(100).build().unwrap();
+        let batch = |keys: [u32; 3]| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_all_with(keys, |keys: Vec<u32>| async move {
+                        tokio::task::yield_now().await;
+                        keys.into_iter().map(|k| (k, k + 1)).collect()
+                    })
+                    .await
+            })
+        };
+        let (a, b) = (batch([1, 2, 3]), batch([3, 2, 1]));
+        for t in [a, b] {
+            let got =
+                tokio::time::timeout(Duration::from_secs(5), t).await.expect("no wedge").unwrap();
+            assert_eq!(got.len(), 3, "round {round}: {got:?}");
+            assert!(got.iter().all(|(k, v)| *v == k + 1), "round {round}: {got:?}");
+        }
+    }
+}
