@@ -178,7 +178,9 @@ where
     ///
     /// `reload` returns `Some(new)` to replace the value, or `None` to keep the old one (a
     /// failed reload). A value written while the reload ran wins over the reload's result.
-    /// Reloads run on the current tokio runtime if there is one, else on a short-lived thread.
+    /// Reloads run on the current tokio runtime if there is one, else on a short-lived thread,
+    /// at most 16 of them at once in the process: a reload that finds none free is skipped
+    /// (the entry keeps its value, and a read after the interval tries again).
     pub fn refresh_after_write<F, Fut>(mut self, after: Duration, reload: F) -> Self
     where
         F: Fn(K) -> Fut + Send + Sync + 'static,

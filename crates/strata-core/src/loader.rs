@@ -29,6 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use strata_metrics::CacheMetrics;
@@ -402,9 +403,6 @@ where
             }
             t.insert(id, Box::new(()));
         }
-        if let Some(s) = &self.inner.stats {
-            s.refreshes.incr();
-        }
         struct Done<K: Hash + Eq + Clone + Send + Sync + 'static, V, S>(Cache<K, V, S>, K, u64);
         impl<K: Hash + Eq + Clone + Send + Sync + 'static, V, S> Drop for Done<K, V, S> {
             fn drop(&mut self) {
@@ -437,7 +435,12 @@ where
             }
             drop(done);
         });
-        spawn(task);
+        // A refresh that finds no thread (see `spawn`) is not counted: it did not happen.
+        if spawn(task) {
+            if let Some(s) = &self.inner.stats {
+                s.refreshes.incr();
+            }
+        }
     }
 }
 
@@ -454,17 +457,47 @@ async fn wait<V: Clone, E>(rx: &mut watch::Receiver<Slot<V, E>>) -> Option<Resul
     }
 }
 
-/// Runs a background task: on the current tokio runtime if there is one, else on a thread.
-fn spawn(task: BoxFuture<()>) {
+/// The most refresh threads alive at once in the process, when refreshes run without a
+/// tokio runtime: a burst of stale keys (a cache filled at once, then read after the
+/// interval) would otherwise start a thread per key. Past it a refresh is skipped, as Caffeine's
+/// is when its executor rejects the task: the entry keeps its value and a read after the
+/// interval tries again.
+pub(crate) const MAX_REFRESH_THREADS: usize = 16;
+
+/// Refresh threads alive now (see [`MAX_REFRESH_THREADS`]).
+static REFRESH_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Gives back a refresh thread's place when the thread ends, however it ends.
+struct ThreadPlace;
+
+impl Drop for ThreadPlace {
+    fn drop(&mut self) {
+        REFRESH_THREADS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs a background task: on the current tokio runtime if there is one, else on a thread of
+/// its own if fewer than [`MAX_REFRESH_THREADS`] are running. Returns whether it was started;
+/// a task not started is dropped (its guards run).
+fn spawn(task: BoxFuture<()>) -> bool {
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn(task);
-        return;
+        return true;
     }
-    let spawned =
-        std::thread::Builder::new().name("strata-refresh".into()).spawn(move || block_on(task));
-    // If no thread can be started the refresh is skipped: the entry keeps its value and the
-    // next read past the interval tries again.
-    drop(spawned);
+    if REFRESH_THREADS.fetch_add(1, Ordering::AcqRel) >= MAX_REFRESH_THREADS {
+        REFRESH_THREADS.fetch_sub(1, Ordering::AcqRel);
+        return false;
+    }
+    let place = ThreadPlace;
+    // If no thread can be started the closure, and with it the place and the task, is
+    // dropped: the refresh is skipped and the next read past the interval tries again.
+    std::thread::Builder::new()
+        .name("strata-refresh".into())
+        .spawn(move || {
+            let _place = place;
+            block_on(task);
+        })
+        .is_ok()
 }
 
 /// A minimal executor for one future on the current thread.

@@ -193,6 +193,59 @@ fn refresh_works_without_a_runtime() {
     }
 }
 
+/// Without a runtime each reload runs on a thread of its own, but never more than 16 at once
+/// in the process: a burst of stale keys used to start a thread per key. Those skipped are
+/// reloaded by a later read once threads are free.
+#[test]
+fn refreshes_without_a_runtime_run_on_a_bounded_number_of_threads() {
+    const KEYS: u32 = 200;
+    let clock = Arc::new(ManualClock::new());
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let (r, p, g) = (running.clone(), peak.clone(), release.clone());
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(u64::from(KEYS))
+        .clock(clock.clone())
+        .refresh_after_write(Duration::from_secs(1), move |k| {
+            let (running, peak, release) = (r.clone(), p.clone(), g.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                // Held until the test lets go (at most 5 s, should the test fail first).
+                let (lock, cv) = &*release;
+                let held = lock.lock().unwrap();
+                drop(cv.wait_timeout_while(held, Duration::from_secs(5), |go| !*go).unwrap());
+                running.fetch_sub(1, Ordering::SeqCst);
+                Some(k + 1000)
+            }
+        })
+        .build()
+        .unwrap();
+    for k in 0..KEYS {
+        cache.insert(k, k);
+    }
+    clock.advance(Duration::from_secs(2));
+    for k in 0..KEYS {
+        assert_eq!(cache.get(&k), Some(k), "a stale read returns the old value at once");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let most = peak.load(Ordering::SeqCst);
+    assert!((1..=16).contains(&most), "{most} reloads ran at once");
+    {
+        let (lock, cv) = &*release;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+    // Every key is reloaded in the end, the skipped ones by later reads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (0..KEYS).any(|k| cache.get(&k) != Some(k + 1000)) {
+        assert!(std::time::Instant::now() < deadline, "some keys were never reloaded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(peak.load(Ordering::SeqCst) <= 16);
+}
+
 /// A refresh must not land on a value written after it started, even when that write put
 /// the key in another slot (it was removed, and its slot reused by another key) or came
 /// after `invalidate_all`: the write generations of the two values must differ.
