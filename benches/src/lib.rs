@@ -137,7 +137,12 @@ pub fn run_mixed(cache: &dyn Contender, keys: &[u64], threads: usize) -> (Durati
             .collect();
         barrier.wait();
         let start = Instant::now();
-        let hits = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+        // A worker's panic is the caller's: swallowed, it would leave a round that did
+        // little work and took little time, and report an absurd rate.
+        let hits = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .sum();
         (start.elapsed(), hits)
     })
 }
