@@ -10,6 +10,7 @@
 
 mod codec;
 mod error;
+mod rt;
 mod tier;
 
 pub mod memory;

@@ -330,11 +330,15 @@ impl RedisTierBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] for a missing prefix, bad URL or out-of-range setting;
+    /// [`Error::InvalidConfig`] for a missing prefix, bad URL or out-of-range setting, or a
+    /// runtime without the time driver;
     /// [`Error::Unavailable`] when the server (or no cluster node) can be reached, the
     /// credentials are refused, or the subscription cannot be made within the connect timeout.
     pub async fn build(self) -> Result<RedisTier> {
         self.validate()?;
+        // Every step below is bounded by a tokio timer, and the subscriber task started here
+        // lives on this runtime: one without the time driver is refused now, not a panic.
+        crate::rt::require_timers()?;
         let infos = (0..self.nodes.len()).map(|i| self.node_info(i)).collect::<Result<Vec<_>>>()?;
         let unavailable = |reason: String| Error::Unavailable { tier: self.name.clone(), reason };
         if infos.iter().any(|info| matches!(info.addr, redis::ConnectionAddr::TcpTls { .. })) {
@@ -667,7 +671,7 @@ impl RedisTier {
                 other => other,
             }
         };
-        match tokio::time::timeout_at(limit.into(), attempt).await {
+        match crate::rt::timeout_at(limit.into(), attempt)?.await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) if e.is_timeout() => Err(self.timed_out(op)),
             Ok(Err(e)) => {

@@ -202,12 +202,20 @@ where
     /// Checks the configuration and builds the cache. Needs a tokio runtime when write-back
     /// is on or a tier has invalidations (their tasks start here).
     ///
+    /// # Runtime
+    ///
+    /// Every call of the cache bounds each tier call with a tokio timer, so the cache must be
+    /// used inside a tokio runtime built with the time driver (`enable_time()` or
+    /// `enable_all()` on [`tokio::runtime::Builder`]; `#[tokio::main]` has it). A call made
+    /// outside a runtime, or on a runtime without the time driver, fails with
+    /// [`Error::InvalidConfig`] saying so, before any tier is touched; it never panics.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] naming the setting: no tiers, two tiers with one name, a zero
     /// timeout, TTL, cool-down, threshold, queue capacity or negative-cache setting,
-    /// write-back with a single tier or with 0 or more than 64 workers, a stripe count that is not a power of two, or no
-    /// runtime where one is needed.
+    /// write-back with a single tier or with 0 or more than 64 workers, a stripe count that is
+    /// not a power of two, or no runtime (or one without the time driver) where one is needed.
     pub fn build(self) -> Result<TieredCache<K, V>> {
         let bad = |msg: &str| Err(Error::InvalidConfig(msg.to_owned()));
         if self.tiers.is_empty() {
@@ -269,9 +277,10 @@ where
         let streams: Vec<_> = self.tiers.iter().map(|(t, _)| t.invalidations()).collect();
         let needs_runtime = matches!(self.write_mode, WriteMode::Back { .. })
             || streams.iter().any(Option::is_some);
-        if needs_runtime && tokio::runtime::Handle::try_current().is_err() {
+        if needs_runtime && crate::rt::require_timers().is_err() {
             return bad(
-                "write-back and invalidation streams need a tokio runtime: build inside one",
+                "write-back and invalidation streams need a tokio runtime with the time driver \
+                 (enable_time() or enable_all()): build inside one",
             );
         }
         let first_shared = streams.iter().position(Option::is_some);

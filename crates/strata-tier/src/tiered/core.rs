@@ -114,6 +114,15 @@ impl Core {
         Ok(())
     }
 
+    /// [`Self::check_open`], and for a write, that the runtime can run it: a write runs in
+    /// a spawned task whose tier calls need timers, and a runtime without them must fail it
+    /// before any tier is touched or any key marked stale. (Reads find out on their first
+    /// tier call instead, which costs them no extra timer.)
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        crate::rt::require_timers()
+    }
+
     fn lock_for(&self, key: &[u8]) -> Arc<tokio::sync::Mutex<()>> {
         // The stripe count is a power of two (checked by the builder).
         let i = self.hasher.hash_one(key) as usize & (self.locks.len() - 1);
@@ -133,15 +142,22 @@ impl Core {
     // ---- Reads ----
 
     /// Reads tier `i`. `count_miss` is false for the second look at the top tier under the
-    /// lock, so that one lookup counts one miss.
-    async fn read_slot(&self, i: usize, key: &[u8], now: SystemTime, count_miss: bool) -> Read {
+    /// lock, so that one lookup counts one miss. The one error is a runtime that cannot run
+    /// tier calls at all (no time driver), which no other tier could answer either.
+    async fn read_slot(
+        &self,
+        i: usize,
+        key: &[u8],
+        now: SystemTime,
+        count_miss: bool,
+    ) -> Result<Read> {
         let slot = &self.slots[i];
         // A distrusted tier is repaired (cleared) first if it can be, then read.
         let trusted = slot.readable(key) || (slot.repair().await && slot.readable(key));
         if !trusted {
-            return Read::Unknown;
+            return Ok(Read::Unknown);
         }
-        match slot.get(key).await {
+        Ok(match slot.get(key).await {
             Ok(Some(e)) if !e.is_expired(now) => {
                 slot.metrics.hits.incr();
                 Read::Hit(e)
@@ -152,13 +168,14 @@ impl Core {
                 }
                 Read::Miss
             }
+            Err(e) if crate::rt::is_missing_timers(&e) => return Err(e),
             Err(_) => Read::Unknown,
-        }
+        })
     }
 
     pub(crate) async fn get(&self, key: &[u8]) -> Result<Option<TierEntry>> {
         self.check_open()?;
-        if let Read::Hit(e) = self.read_slot(0, key, self.clock.wall(), true).await {
+        if let Read::Hit(e) = self.read_slot(0, key, self.clock.wall(), true).await? {
             return Ok(Some(e));
         }
         if self.negative.as_ref().is_some_and(|n| n.contains_key(key)) {
@@ -167,16 +184,16 @@ impl Core {
         let lock = self.lock_for(key);
         // Inside a load that holds this stripe, this task already has the lock.
         let _guard = if held_here(addr(&*lock)) { None } else { Some(lock.lock().await) };
-        Ok(self.read_locked(key, true).await)
+        self.read_locked(key, true).await
     }
 
     /// The read below the top tier, with the key's lock held.
-    async fn read_locked(&self, key: &[u8], remember_miss: bool) -> Option<TierEntry> {
+    async fn read_locked(&self, key: &[u8], remember_miss: bool) -> Result<Option<TierEntry>> {
         let now = self.clock.wall();
         let mut proven = true;
         // The top tier again: another reader may have promoted the key while we waited.
-        match self.read_slot(0, key, now, false).await {
-            Read::Hit(e) => return Some(e),
+        match self.read_slot(0, key, now, false).await? {
+            Read::Hit(e) => return Ok(Some(e)),
             Read::Miss => {}
             Read::Unknown => proven = false,
         }
@@ -188,17 +205,17 @@ impl Core {
                     if top.put(key, e.clone(), now).await.is_ok() {
                         top.after_write(key, true);
                     }
-                    return Some(e);
+                    return Ok(Some(e));
                 }
-                Lookup::Queued(_) | Lookup::Cleared => return None,
+                Lookup::Queued(_) | Lookup::Cleared => return Ok(None),
                 Lookup::Nothing => {}
             }
         }
         for i in 1..self.slots.len() {
-            match self.read_slot(i, key, now, true).await {
+            match self.read_slot(i, key, now, true).await? {
                 Read::Hit(e) => {
                     self.promote(key, &e, i, now).await;
-                    return Some(e);
+                    return Ok(Some(e));
                 }
                 Read::Miss => {}
                 Read::Unknown => proven = false,
@@ -210,7 +227,7 @@ impl Core {
                 n.insert(key.to_vec(), ());
             }
         }
-        None
+        Ok(None)
     }
 
     /// Copies `entry`, found in tier `found`, into every tier above it.
@@ -237,9 +254,12 @@ impl Core {
         F: std::future::Future<Output = Result<TierEntry>>,
     {
         self.check_open()?;
-        if let Read::Hit(e) = self.read_slot(0, key, self.clock.wall(), true).await {
+        if let Read::Hit(e) = self.read_slot(0, key, self.clock.wall(), true).await? {
             return Ok((e, false));
         }
+        // A miss leads to a load and a write, which must not start on a runtime that cannot
+        // run it (see `check_writable`).
+        crate::rt::require_timers()?;
         let lock = self.lock_for(key);
         // Inside a load of this cache (a load reading it), this task already holds the gate,
         // and maybe this stripe: taking them again would wait for itself (a read of the gate
@@ -255,7 +275,7 @@ impl Core {
             Some(gate)
         };
         let _guard = if held_here(lock_addr) { None } else { Some(lock.lock().await) };
-        if let Some(e) = self.read_locked(key, false).await {
+        if let Some(e) = self.read_locked(key, false).await? {
             return Ok((e, false));
         }
         let entry = holding([gate_addr, lock_addr], load).await?;
@@ -295,7 +315,7 @@ impl Core {
         key: Vec<u8>,
         entry: TierEntry,
     ) -> Result<WriteReport> {
-        self.check_open()?;
+        self.check_writable()?;
         let core = Arc::clone(self);
         Self::spawn_write(async move {
             let gate = core.gate.read().await;
@@ -346,7 +366,7 @@ impl Core {
     }
 
     pub(crate) async fn remove(self: &Arc<Self>, key: Vec<u8>) -> Result<WriteReport> {
-        self.check_open()?;
+        self.check_writable()?;
         let core = Arc::clone(self);
         Self::spawn_write(async move {
             let gate = core.gate.read().await;
@@ -380,7 +400,7 @@ impl Core {
     }
 
     pub(crate) async fn invalidate_all(self: &Arc<Self>) -> Result<WriteReport> {
-        self.check_open()?;
+        self.check_writable()?;
         let core = Arc::clone(self);
         Self::spawn_write(async move {
             let gate = core.gate.read().await;

@@ -16,6 +16,8 @@
 //! - **Coherence.** The invalidation stream of a shared tier (see
 //!   [`Tier::invalidations`](crate::Tier::invalidations)) drops copies held above it, and
 //!   entries above a shared tier live at most [`TieredCacheBuilder::near_cache_max_ttl`].
+//! - **Runtime.** Calls run inside a tokio runtime with the time driver, since every tier call
+//!   is bounded by a timer; elsewhere they fail with [`Error::InvalidConfig`], never panic.
 //!
 //! `docs/tiers.md` states the semantics in full.
 //!
@@ -182,7 +184,9 @@ where
     /// # Errors
     ///
     /// [`Error::Codec`] or [`Error::TooLarge`] for a key that cannot be encoded or stored
-    /// bytes that cannot be decoded, and [`Error::Closed`] after [`close`](Self::close).
+    /// bytes that cannot be decoded, [`Error::Closed`] after [`close`](Self::close), and
+    /// [`Error::InvalidConfig`] when called outside a tokio runtime with the time driver (see
+    /// [`TieredCacheBuilder::build`]).
     pub async fn get(&self, key: &K) -> Result<Option<V>> {
         let key = self.key_bytes(key)?;
         match self.core.get(&key).await? {
@@ -225,7 +229,9 @@ where
     ///
     /// [`Error::Full`] in write-back mode with [`OnFull::Error`] when the queue is full
     /// (nothing written), codec errors, [`Error::Closed`], and the first tier's error when
-    /// no tier took the write. Lesser failures are listed in the [`WriteReport`].
+    /// no tier took the write, and [`Error::InvalidConfig`], with nothing written, when
+    /// called outside a tokio runtime with the time driver. Lesser failures are listed in the
+    /// [`WriteReport`].
     pub async fn insert(&self, key: &K, value: &V) -> Result<WriteReport> {
         let entry = self.entry(value, self.ttl)?;
         self.core.put(self.key_bytes(key)?, entry).await
@@ -267,7 +273,8 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Full`] (write-back, [`OnFull::Error`]), codec errors, [`Error::Closed`].
+    /// [`Error::Full`] (write-back, [`OnFull::Error`]), codec errors, [`Error::Closed`], and
+    /// [`Error::InvalidConfig`] as for [`insert`](Self::insert).
     pub async fn remove(&self, key: &K) -> Result<WriteReport> {
         self.core.remove(self.key_bytes(key)?).await
     }
@@ -278,8 +285,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`]. A tier that fails to clear is listed in the report and is not read
-    /// again until a later clear of it succeeds.
+    /// [`Error::Closed`], and [`Error::InvalidConfig`] as for [`insert`](Self::insert). A
+    /// tier that fails to clear is listed in the report and is not read again until a later
+    /// clear of it succeeds.
     pub async fn invalidate_all(&self) -> Result<WriteReport> {
         self.core.invalidate_all().await
     }

@@ -158,8 +158,11 @@ impl Slot {
             Op::Remove => tracing::debug_span!("tier.remove", tier = %self.name),
             Op::Clear => tracing::debug_span!("tier.clear", tier = %self.name),
         };
+        // A runtime without timers fails the call before it reaches the tier: the permit is
+        // dropped unfinished (freeing a probe), and nothing is recorded against the tier.
+        let bounded = crate::rt::timeout(self.timeout, call.instrument(span))?;
         let started = tokio::time::Instant::now();
-        let outcome = match tokio::time::timeout(self.timeout, call.instrument(span)).await {
+        let outcome = match bounded.await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout { tier: self.name.clone(), op: op.name() }),
         };
@@ -201,7 +204,10 @@ impl Slot {
         let permit = self.admit()?;
         let call = self.tier.put(key, entry, self.deadline());
         let outcome = self.finish(permit, Op::Put, call).await;
-        if outcome.as_ref().is_err_and(|e| !is_health_failure(e)) {
+        if outcome
+            .as_ref()
+            .is_err_and(|e| !is_health_failure(e) && !crate::rt::is_missing_timers(e))
+        {
             // The tier answered and refused this key or value (too large for it, say), keeping
             // any older value of the key. The key is marked dirty, but marks live in memory:
             // after a restart a persistent tier would serve that older value as current. So

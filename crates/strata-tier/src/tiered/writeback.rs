@@ -302,7 +302,9 @@ impl Worker {
                 Err(e) if tries >= self.retries || !is_health_failure(&e) => return Err(e),
                 Err(_) => {
                     tries += 1;
-                    tokio::time::sleep(backoff).await;
+                    // The workers run on the runtime the cache was built on, which the
+                    // builder checked has timers; should it not, the write fails, never panics.
+                    crate::rt::sleep(backoff)?.await;
                     backoff = backoff.saturating_mul(2);
                 }
             }

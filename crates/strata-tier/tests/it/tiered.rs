@@ -1558,3 +1558,74 @@ async fn a_value_the_disk_refuses_does_not_leave_an_older_one_for_a_restart() {
     let cache: Cache = TieredCache::builder().tier(mem("top")).tier(open()).build().unwrap();
     assert_eq!(cache.get(&s("k")).await.unwrap(), None, "an older value came back");
 }
+
+// ---- The runtime a call runs on ----
+
+/// Polls `fut` to completion on this thread with no runtime at all, as a non-tokio executor
+/// would; the calls under test never wait, so a bounded number of polls is plenty.
+fn poll_without_runtime<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    for _ in 0..1000 {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+    panic!("the call did not finish in 1000 polls without a runtime");
+}
+
+/// Every call of a cache made on a runtime built without the time driver, or outside any
+/// runtime, fails with a clear `InvalidConfig` naming the driver, instead of panicking in
+/// tokio's timers; and nothing is written or marked, so the same cache works afterwards on a
+/// runtime that has timers.
+#[test]
+fn calls_without_a_time_driver_are_clear_errors_not_panics() {
+    fn names_the_driver<T: std::fmt::Debug>(what: &str, outcome: Result<T, Error>) {
+        match outcome {
+            Err(Error::InvalidConfig(msg)) if msg.contains("enable_time") => {}
+            other => panic!("{what}: expected an InvalidConfig naming enable_time, got {other:?}"),
+        }
+    }
+    let top = mem("top");
+    let cache: Cache =
+        TieredCache::builder().tier(top.clone()).tier(mem("bottom")).build().unwrap();
+    let calls = |cache: Cache| async move {
+        names_the_driver("get", cache.get(&s("k")).await);
+        names_the_driver("get_with", cache.get_with(&s("k"), || async { Ok(s("loaded")) }).await);
+        names_the_driver("insert", cache.insert(&s("k"), &s("v")).await);
+        names_the_driver("insert_with_ttl", {
+            cache.insert_with_ttl(&s("k"), &s("v"), Duration::from_secs(9)).await
+        });
+        names_the_driver("remove", cache.remove(&s("k")).await);
+        names_the_driver("invalidate_all", cache.invalidate_all().await);
+    };
+    let bare = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    bare.block_on(calls(cache.clone()));
+    poll_without_runtime(calls(cache.clone()));
+    // Write-back starts workers whose retries sleep: refused at build on such a runtime.
+    names_the_driver(
+        "build with write-back",
+        bare.block_on(async {
+            TieredCache::<String, String>::builder()
+                .tier(mem("a"))
+                .tier(mem("b"))
+                .write_mode(WriteMode::Back { capacity: 4, on_full: OnFull::Wait })
+                .build()
+        }),
+    );
+
+    let timed = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    timed.block_on(async {
+        assert_eq!(peek(&*top, "k").await, None, "a refused call wrote nothing");
+        cache.insert(&s("k"), &s("v")).await.unwrap();
+        assert_eq!(cache.get(&s("k")).await.unwrap(), Some(s("v")));
+        assert_eq!(cache.circuit_state("top"), Some(CircuitState::Closed));
+        assert_eq!(cache.circuit_state("bottom"), Some(CircuitState::Closed));
+    });
+}
