@@ -46,6 +46,16 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// The tier answered but refused this write, and is healthy: a Redis server at its
+    /// `maxmemory` under the `noeviction` policy (`OOM`), say. Nothing was written; the tier
+    /// keeps serving reads, and a later write may succeed once it has room.
+    #[error("tier {tier} refused the write: {reason}")]
+    Refused {
+        /// The tier's name.
+        tier: String,
+        /// Why, in the tier's words.
+        reason: String,
+    },
     /// A key or value could not be encoded or decoded by the codec.
     #[error("codec: {0}")]
     Codec(String),

@@ -24,7 +24,9 @@
 //! # Failure and time
 //!
 //! Every call ends by `min(deadline, now + timeout)` with [`Error::Timeout`]; a failed command
-//! is [`Error::Redis`]. A single server is reached through [`redis::aio::ConnectionManager`]s,
+//! is [`Error::Redis`], except a write refused with `OOM` (the server is at its `maxmemory`
+//! under `noeviction`), which is [`Error::Refused`]: the server is healthy and still serves
+//! reads. A single server is reached through [`redis::aio::ConnectionManager`]s,
 //! which reconnect in the background with exponential backoff after a failure, so calls made
 //! while the server is down fail fast and calls after it is back succeed. A cluster is
 //! reached through [`redis::cluster_async::ClusterConnection`]s, which follow slot moves and
@@ -692,7 +694,27 @@ impl RedisTier {
     /// accepted. On a single server both go in one pipeline (one round trip). In a cluster
     /// they go one after the other, since the client routes `PUBLISH` by the channel's slot
     /// and a pipeline must stay on one slot.
+    ///
+    /// A server at its `maxmemory` under `noeviction` answers `OOM` to the write: that is
+    /// [`Error::Refused`], a refusal of this write by a healthy server (it still serves reads
+    /// and removals), not a failure that should open the tier's breaker.
     async fn write(
+        &self,
+        op: &'static str,
+        write: Cmd,
+        notice: Notice,
+        deadline: Instant,
+    ) -> Result<()> {
+        self.write_unclassified(op, write, notice, deadline).await.map_err(|e| match e {
+            Error::Redis(e) if e.code() == Some("OOM") => {
+                Error::Refused { tier: self.name.clone(), reason: e.to_string() }
+            }
+            e => e,
+        })
+    }
+
+    /// [`Self::write`] with Redis errors as they came.
+    async fn write_unclassified(
         &self,
         op: &'static str,
         write: Cmd,

@@ -74,7 +74,10 @@ impl TierEntry {
 ///   that is already expired stores nothing and removes the old value;
 /// - `remove` of an absent key succeeds; after `remove` or `clear` returns, `get` misses;
 /// - every call gives up with [`Error::Timeout`](crate::Error::Timeout) at `deadline` at the
-///   latest, and reports failures as errors, never as panics.
+///   latest, and reports failures as errors, never as panics;
+/// - a write that a healthy tier declines (no room for it) is
+///   [`Error::Refused`](crate::Error::Refused) or [`Error::TooLarge`](crate::Error::TooLarge),
+///   which the tiered cache does not count against the tier's health.
 pub trait Tier: Send + Sync + 'static {
     /// A short name for metrics, logs and errors (`memory`, `disk`, `redis`).
     fn name(&self) -> &str;

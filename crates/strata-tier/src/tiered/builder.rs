@@ -132,8 +132,8 @@ where
 
     /// How many times the write-back worker retries a failed write to a tier (2 by default),
     /// with a backoff doubling from 10 ms; never against an open breaker, nor after the tier
-    /// refused the key or value itself ([`Error::TooLarge`], [`Error::Codec`]), which a retry
-    /// cannot change.
+    /// refused the key or value itself ([`Error::TooLarge`], [`Error::Codec`],
+    /// [`Error::Refused`]), which a retry cannot change soon.
     pub fn writeback_retries(mut self, retries: u32) -> Self {
         self.writeback_retries = retries;
         self
@@ -148,7 +148,8 @@ where
     }
 
     /// A tier's breaker opens after `failures` consecutive failed calls (errors that say the
-    /// tier is unhealthy: timeouts, IO, connection errors) and lets one probe through after
+    /// tier is unhealthy: timeouts, IO, connection errors; not a write the tier refused, such
+    /// as [`Error::TooLarge`] or [`Error::Refused`]) and lets one probe through after
     /// `cool_down`; the probe's success closes it.
     pub fn circuit_breaker(mut self, failures: u32, cool_down: Duration) -> Self {
         self.breaker = (failures, cool_down);

@@ -11,7 +11,8 @@
 //! succeeds. The set is bounded: when it overflows, the whole tier is marked as needing a
 //! clear, reads skip it entirely, and the next read that finds the breaker closed clears it.
 //! So a failed write can make this tier miss, never serve an older value. The marks live in
-//! memory, so a put that the tier answered but refused (a value too large for it) is also
+//! memory, so a put that the tier answered but refused (a value too large for it, or a
+//! Redis out of memory: [`Error::Refused`]) is also
 //! followed by a remove of the key there: a persistent tier must not keep the older value for
 //! a restart to serve.
 
@@ -330,6 +331,7 @@ pub(crate) fn is_health_failure(e: &Error) -> bool {
     !matches!(
         e,
         Error::TooLarge { .. }
+            | Error::Refused { .. }
             | Error::Codec(_)
             | Error::Corrupt { .. }
             | Error::InvalidConfig(_)

@@ -1629,3 +1629,66 @@ fn calls_without_a_time_driver_are_clear_errors_not_panics() {
         assert_eq!(cache.circuit_state("bottom"), Some(CircuitState::Closed));
     });
 }
+
+/// A Redis at its `maxmemory` under `noeviction` answers writes with `OOM`: it refuses those
+/// writes but is healthy, and still serves reads. The refusals must not open its breaker
+/// (which would also stop the reads), and, as for any refused put, the key's older value in
+/// Redis must go, so that it is not served as current later.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_refuses_writes_without_opening_its_breaker() {
+    let args = ["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"];
+    let Some(server) = crate::redis_server::RedisServer::start_with("a_full_redis", &args) else {
+        return;
+    };
+    // Large enough for the 64 KiB values below (the other tests' near tier is 64 KiB).
+    let near: Arc<dyn Tier> =
+        Arc::new(MemoryTier::builder().name("near").max_bytes(4 << 20).build().unwrap());
+    let cache = near_over_redis(server.url(), near.clone(), None).await;
+    assert!(cache.insert(&s("k"), &s("old")).await.unwrap().is_complete());
+    assert!(cache.insert(&s("good"), &s("g")).await.unwrap().is_complete());
+    // Fill Redis until it refuses a 64 KiB value, then a 16 KiB and a 4 KiB one. A command's
+    // bytes count toward Redis's used memory while it runs, so the memory left is now below
+    // 4 KiB, and every 64 KiB write below is refused by a wide margin.
+    let mut fills = 0;
+    for size in [64 << 10, 16 << 10, 4 << 10] {
+        let filler = "x".repeat(size);
+        let refused = loop {
+            fills += 1;
+            assert!(fills < 1000, "Redis never refused a write at its maxmemory");
+            let report = cache.insert(&format!("fill{fills}"), &filler).await.unwrap();
+            if !report.is_complete() {
+                break report;
+            }
+        };
+        assert!(refused.failures()[0].error.to_string().contains("OOM"), "{refused:?}");
+    }
+    // More refusals than the breaker's threshold (3).
+    let value = |i: usize| format!("{i}{}", "y".repeat(64 << 10));
+    for i in 0..6 {
+        let report = cache.insert(&s("k"), &value(i)).await.unwrap();
+        let failures = report.failures();
+        assert_eq!(failures.len(), 1, "{report:?}");
+        assert!(matches!(failures[0].error, Error::Refused { .. }), "{report:?}");
+        assert!(failures[0].error.to_string().contains("OOM"), "{}", failures[0].error);
+    }
+    assert_eq!(cache.circuit_state("redis"), Some(CircuitState::Closed));
+    let served = cache.get(&s("k")).await.unwrap();
+    assert!(
+        served == Some(value(5)),
+        "not the last value from memory: {:?}",
+        served.map(|v| v.len())
+    );
+    // The refused put removed the older value from Redis.
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("raw connection");
+    let mut rkey = b"tiered-test:".to_vec();
+    rkey.extend_from_slice(&key("k"));
+    let held: Option<Vec<u8>> =
+        redis::cmd("GET").arg(&rkey).query_async(&mut conn).await.expect("raw get");
+    assert_eq!(held, None, "the older value outlived the refused write in Redis");
+    // Reads still reach Redis.
+    near.remove(&key("good"), far()).await.unwrap();
+    assert_eq!(cache.get(&s("good")).await.unwrap(), Some(s("g")), "read from Redis");
+    cache.close().await;
+}
