@@ -131,7 +131,9 @@ where
     }
 
     /// How many times the write-back worker retries a failed write to a tier (2 by default),
-    /// with a backoff doubling from 10 ms; never against an open breaker, nor after the tier
+    /// with a backoff doubling from 10 ms up to at most 2 s per retry (a lane holds the later
+    /// writes of its keys while it waits, so a job holds it at most `retries` times 2 s plus
+    /// the tier's timeout); never against an open breaker, nor after the tier
     /// refused the key or value itself ([`Error::TooLarge`], [`Error::Codec`],
     /// [`Error::Refused`]), which a retry cannot change soon.
     pub fn writeback_retries(mut self, retries: u32) -> Self {

@@ -30,6 +30,20 @@ use super::OnFull;
 use crate::tier::TierEntry;
 use crate::{Error, Result};
 
+/// The wait before the first retry of a failed write-back job; it doubles per retry.
+const FIRST_RETRY_BACKOFF: Duration = Duration::from_millis(10);
+
+/// The longest wait between two retries of a write-back job.
+///
+/// A lane that waits holds every later write of its keys behind it, and only an open breaker
+/// stops the retries early, so without a cap a late-opening breaker and many retries would
+/// hold a lane for hours (10 ms doubled 20 times is about three hours). 2 s is long enough to
+/// stop hammering a tier that is restarting or failing over (which takes seconds), and of
+/// the order of a tier call's own timeout (1 s by default) and the breaker's cool-down (5 s
+/// by default), so a retry waits no longer than those already let a bad tier cost; a job
+/// then holds its lane at most `retries * (2 s + timeout)`, linear in the retries asked for.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(2);
+
 /// What a queued job does to the lower tiers.
 #[derive(Debug, Clone)]
 pub(crate) enum PendingOp {
@@ -285,7 +299,8 @@ impl Worker {
         slot.after_write(key, outcome.is_ok());
     }
 
-    /// Runs `call` up to `1 + retries` times, backing off between tries; not again against
+    /// Runs `call` up to `1 + retries` times, backing off between tries (doubling from
+    /// [`FIRST_RETRY_BACKOFF`] up to [`MAX_RETRY_BACKOFF`]); not again against
     /// an open breaker, nor after a refusal of this key or value (too large, not encodable),
     /// which a retry cannot change: the failure is then recorded as a dirty key at once.
     async fn with_retries<F, Fut>(&self, mut call: F) -> Result<()>
@@ -293,7 +308,7 @@ impl Worker {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        let mut backoff = Duration::from_millis(10);
+        let mut backoff = FIRST_RETRY_BACKOFF;
         let mut tries = 0;
         loop {
             match call().await {
@@ -305,7 +320,7 @@ impl Worker {
                     // The workers run on the runtime the cache was built on, which the
                     // builder checked has timers; should it not, the write fails, never panics.
                     crate::rt::sleep(backoff)?.await;
-                    backoff = backoff.saturating_mul(2);
+                    backoff = backoff.saturating_mul(2).min(MAX_RETRY_BACKOFF);
                 }
             }
         }

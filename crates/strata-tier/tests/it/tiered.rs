@@ -19,6 +19,8 @@ const FAIL: u8 = 1;
 const HANG: u8 = 2;
 /// Puts, removes and clears fail; gets still read the inner tier.
 const FAIL_WRITES: u8 = 3;
+/// Every call fails at once with an IO error: a health failure, which write-back retries.
+const FAIL_IO: u8 = 4;
 
 /// A tier wrapper that fails, hangs, blocks writes or yields on command, counts its calls,
 /// and (optionally) publishes an invalidation stream the test controls.
@@ -92,6 +94,10 @@ impl FaultyTier {
                     tier: self.name.clone(),
                     reason: "injected".into(),
                 })
+            }
+            FAIL_IO => {
+                let injected = std::io::Error::other("injected");
+                return Err(Error::io("write", format!("/{}", self.name), injected));
             }
             HANG => {
                 // Far beyond any timeout the tests set; the orchestrator gives up first.
@@ -1690,5 +1696,41 @@ async fn a_full_redis_refuses_writes_without_opening_its_breaker() {
     // Reads still reach Redis.
     near.remove(&key("good"), far()).await.unwrap();
     assert_eq!(cache.get(&s("good")).await.unwrap(), Some(s("g")), "read from Redis");
+    cache.close().await;
+}
+
+/// Write-back retries back off, doubling from 10 ms, but never more than 2 s per retry: with
+/// a breaker that opens late and many retries, an uncapped doubling (10 ms * 2^20, about
+/// three hours for 20 retries) would hold the lane, and every later write of its keys, for
+/// hours. Paused time: the flush's duration is the backoff the worker slept.
+#[tokio::test(start_paused = true)]
+async fn write_back_retry_backoff_is_capped() {
+    let bottom = Arc::new(FaultyTier::new("bottom"));
+    bottom.set(FAIL_IO);
+    let cache: Cache = TieredCache::builder()
+        .tier(mem("top"))
+        .tier(bottom.clone())
+        .write_mode(WriteMode::Back { capacity: 16, on_full: OnFull::Wait })
+        .writeback_workers(1)
+        .writeback_retries(20)
+        .circuit_breaker(1000, Duration::from_secs(5))
+        .build()
+        .unwrap();
+    cache.insert(&s("k"), &s("v")).await.unwrap();
+    let started = tokio::time::Instant::now();
+    cache.flush().await.unwrap();
+    let slept = started.elapsed();
+    assert_eq!(bottom.calls.load(Ordering::SeqCst), 21, "one try and 20 retries");
+    // 10 ms doubling to 1.28 s (2.55 s in all), then 12 retries of 2 s each: 26.55 s.
+    let expected = Duration::from_millis(26_550);
+    assert!(
+        slept >= expected && slept < expected + Duration::from_secs(1),
+        "the lane backed off {slept:?}, expected about {expected:?}"
+    );
+    assert_eq!(cache.circuit_state("bottom"), Some(CircuitState::Closed));
+    bottom.set(HEALTHY);
+    cache.insert(&s("k2"), &s("v2")).await.unwrap();
+    cache.flush().await.unwrap();
+    assert_eq!(peek_value(&*bottom, "k2").await, Some(s("v2")), "the lane is free again");
     cache.close().await;
 }
