@@ -21,6 +21,11 @@
 //! A receiver that lags behind the broadcast channel's capacity must treat
 //! [`tokio::sync::broadcast::error::RecvError::Lagged`] as [`Invalidation::All`] too.
 //!
+//! Since a tier skips its own notices, one instance serves one
+//! [`TieredCache`](crate::tiered::TieredCache) at a time: two caches over one instance would
+//! not hear each other's writes, so the second one's builder refuses it with
+//! [`Error::InvalidConfig`]. Build one `RedisTier` per cache, as separate processes would.
+//!
 //! # Failure and time
 //!
 //! Every call ends by `min(deadline, now + timeout)` with [`Error::Timeout`]; a failed command

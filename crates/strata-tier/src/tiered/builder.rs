@@ -8,7 +8,7 @@ use std::time::Duration;
 use strata_core::{Cache, Clock, SystemClock};
 use strata_metrics::{Registry, TierMetrics};
 
-use super::core::Core;
+use super::core::{Attachment, Core};
 use super::slot::Slot;
 use super::writeback::WriteBack;
 use super::{TieredCache, WriteMode};
@@ -218,7 +218,12 @@ where
     /// [`Error::InvalidConfig`] naming the setting: no tiers, two tiers with one name, a zero
     /// timeout, TTL, cool-down, threshold, queue capacity or negative-cache setting,
     /// write-back with a single tier or with 0 or more than 64 workers, a stripe count that is
-    /// not a power of two, or no runtime (or one without the time driver) where one is needed.
+    /// not a power of two, or no runtime (or one without the time driver) where one is needed;
+    /// and a shared tier (one with [`Tier::invalidations`], such as a Redis tier) whose
+    /// instance another open cache already uses. Such a tier skips the notices of its own
+    /// writes, so two caches over one instance would not hear each other's writes: give each
+    /// cache its own instance (as two processes would have). Closing or dropping the first
+    /// cache frees the instance.
     pub fn build(self) -> Result<TieredCache<K, V>> {
         let bad = |msg: &str| Err(Error::InvalidConfig(msg.to_owned()));
         if self.tiers.is_empty() {
@@ -325,6 +330,15 @@ where
             ),
             None => None,
         };
+        // The last fallible step, before any task starts.
+        let shared = slots.iter().zip(&streams).filter(|(_, s)| s.is_some()).map(|(s, _)| &s.tier);
+        let attachment = Attachment::claim(shared).map_err(|tier| {
+            Error::InvalidConfig(format!(
+                "tier {tier:?} is already attached to another open TieredCache: a shared tier \
+                 skips the invalidation notices of its own writes, so the two caches would \
+                 never hear each other's writes; build one tier instance per cache"
+            ))
+        })?;
         let writeback = match self.write_mode {
             WriteMode::Through => None,
             WriteMode::Back { capacity, on_full } => Some(WriteBack::start(
@@ -343,6 +357,7 @@ where
             negative,
             writeback,
             registry,
+            attachment,
         ));
         for (i, stream) in streams.into_iter().enumerate() {
             if let Some(rx) = stream {

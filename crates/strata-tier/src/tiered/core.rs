@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use super::slot::Slot;
 use super::writeback::{Lookup, PendingOp, WriteBack};
 use super::{TierFailure, WriteReport};
-use crate::tier::{Invalidation, TierEntry};
+use crate::tier::{Invalidation, Tier, TierEntry};
 use crate::{Error, Result};
 
 tokio::task_local! {
@@ -53,6 +53,55 @@ async fn holding<F: std::future::Future>(addrs: [usize; 2], fut: F) -> F::Output
     HELD.scope(held, fut).await
 }
 
+/// The shared tiers (those with an invalidation stream) attached to a cache that is open, by
+/// address. A shared tier skips the notices of its own writes (the cache that wrote already
+/// knows), so two caches over one tier instance would never hear each other's writes; the
+/// builder refuses the second one (see [`Attachment`]).
+static ATTACHED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// The address that identifies a tier instance, shared by every clone of its `Arc`.
+fn tier_addr(tier: &Arc<dyn Tier>) -> usize {
+    Arc::as_ptr(tier).cast::<()>() as usize
+}
+
+/// One cache's claim on its shared tiers, released when the cache closes or is dropped.
+/// While it is held the tiers' `Arc`s are alive, so their addresses cannot be reused.
+pub(crate) struct Attachment(Mutex<Vec<usize>>);
+
+impl Attachment {
+    /// Claims `tiers` for one cache, all or none; on a conflict, the name of a tier that
+    /// another open cache holds.
+    pub(crate) fn claim<'a>(
+        tiers: impl IntoIterator<Item = &'a Arc<dyn Tier>>,
+    ) -> std::result::Result<Self, String> {
+        let mut attached = ATTACHED.lock();
+        let mut mine = Vec::new();
+        for tier in tiers {
+            let addr = tier_addr(tier);
+            if attached.contains(&addr) {
+                // Nothing was pushed yet: the claim is all or none.
+                return Err(tier.name().to_owned());
+            }
+            mine.push(addr);
+        }
+        attached.extend_from_slice(&mine);
+        Ok(Attachment(Mutex::new(mine)))
+    }
+
+    fn release(&self) {
+        let mine = std::mem::take(&mut *self.0.lock());
+        if !mine.is_empty() {
+            ATTACHED.lock().retain(|addr| !mine.contains(addr));
+        }
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// What one tier said about a key.
 enum Read {
     Hit(TierEntry),
@@ -74,6 +123,8 @@ pub(crate) struct Core {
     closed: AtomicBool,
     background: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) registry: Arc<Registry>,
+    /// This cache's claim on its shared tiers (released on close, or on drop).
+    attachment: Attachment,
 }
 
 impl Drop for Core {
@@ -92,6 +143,7 @@ impl Core {
         negative: Option<Cache<Vec<u8>, ()>>,
         writeback: Option<WriteBack>,
         registry: Arc<Registry>,
+        attachment: Attachment,
     ) -> Self {
         Core {
             slots,
@@ -104,6 +156,7 @@ impl Core {
             closed: AtomicBool::new(false),
             background: Mutex::new(Vec::new()),
             registry,
+            attachment,
         }
     }
 
@@ -513,6 +566,9 @@ impl Core {
         for task in self.background.lock().drain(..) {
             task.abort();
         }
+        // Closed: no call or notice reaches the tiers through this cache any more, so another
+        // cache may attach them.
+        self.attachment.release();
     }
 }
 

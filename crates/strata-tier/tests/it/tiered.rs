@@ -1734,3 +1734,47 @@ async fn write_back_retry_backoff_is_capped() {
     assert_eq!(peek_value(&*bottom, "k2").await, Some(s("v2")), "the lane is free again");
     cache.close().await;
 }
+
+/// A shared tier skips the invalidation notices of its own writes, so two caches over one
+/// `RedisTier` instance would never hear each other's writes: the second would serve a
+/// stale value until its near-cache cap. Such a second cache is refused at build, and the
+/// instance can be attached again once the first cache is closed.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shared_tier_instance_serves_one_cache_at_a_time() {
+    let Some(server) = crate::redis_server::RedisServer::start("one_shared_tier_instance") else {
+        return;
+    };
+    let redis = strata_tier::redis::RedisTier::builder(server.url())
+        .prefix("tiered-test")
+        .timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .expect("redis tier");
+    let redis: Arc<dyn Tier> = Arc::new(redis);
+    let build =
+        || TieredCache::<String, String>::builder().tier(mem("near")).tier(redis.clone()).build();
+    let a = build().expect("the first cache over the tier");
+    match build() {
+        Err(Error::InvalidConfig(msg)) => {
+            assert!(msg.contains("redis") && msg.contains("another"), "{msg}")
+        }
+        Ok(b) => {
+            // What the refusal prevents: b never hears of a's write and serves its old copy.
+            a.insert(&s("k"), &s("v1")).await.unwrap();
+            assert_eq!(b.get(&s("k")).await.unwrap(), Some(s("v1")));
+            a.insert(&s("k"), &s("v2")).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let served = b.get(&s("k")).await.unwrap();
+            panic!("a second cache over one shared tier was built; after a's write it served {served:?}");
+        }
+        Err(e) => panic!("expected InvalidConfig, got {e}"),
+    }
+    a.insert(&s("k"), &s("v")).await.unwrap();
+    a.close().await;
+    let b = build().expect("attachable again once the first cache is closed");
+    assert_eq!(b.get(&s("k")).await.unwrap(), Some(s("v")), "read through the shared tier");
+    drop(b);
+    let c = build().expect("attachable again once the cache is dropped");
+    c.close().await;
+}
