@@ -59,6 +59,7 @@ pub(crate) fn timeout<F: Future>(d: Duration, f: F) -> Result<tokio::time::Timeo
 }
 
 /// [`tokio::time::timeout_at`], or an error where timers cannot be made.
+#[cfg(feature = "redis")]
 pub(crate) fn timeout_at<F: Future>(
     at: tokio::time::Instant,
     f: F,

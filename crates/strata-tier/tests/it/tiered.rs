@@ -1757,7 +1757,7 @@ async fn one_shared_tier_instance_serves_one_cache_at_a_time() {
     let a = build().expect("the first cache over the tier");
     match build() {
         Err(Error::InvalidConfig(msg)) => {
-            assert!(msg.contains("redis") && msg.contains("another"), "{msg}")
+            assert!(msg.contains("redis") && msg.contains("another"), "{msg}");
         }
         Ok(b) => {
             // What the refusal prevents: b never hears of a's write and serves its old copy.
