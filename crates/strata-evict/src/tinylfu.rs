@@ -4,7 +4,9 @@
 //! a *candidate* for the main region, a segmented LRU (a *probation* segment for entries seen
 //! once in main, a *protected* segment for entries read while in probation). The candidate is
 //! admitted only if the frequency sketch estimates it more popular than the main region's
-//! *victim* (probation's oldest entry); otherwise the candidate itself is evicted. The window
+//! *victim* (probation's oldest entry; in a cache of fewer than 1024 entries the least
+//! popular of probation's 32 oldest, see [`VICTIM_SAMPLE`]); otherwise the candidate itself is
+//! evicted. The window
 //! lets bursts of new keys prove themselves; the sketch keeps one-hit wonders from flushing the
 //! main region.
 //!
@@ -107,10 +109,11 @@ pub(crate) const SKETCH_FLOOR_ENTRIES: usize = 1024;
 /// 6) this raised the gap closed from 56.8% to 57.7%: sprite@128 36.9 to 38.3, sprite@256
 /// 56.5 to 57.1, multi2@512 49.6 to 50.8, OLTP@250 25.9 to 26.5, no cell lower by more than
 /// 0.01. 2 entries gained a quarter of that, 8 two thirds, 64 no more than 32. Larger caches
-/// keep the oldest entry: there sampling was neutral (P3@20000 0.4 lower, P3@160000 0.2
-/// higher, at 16 entries) and it would cost up to 31 more sketch reads per eviction on the
+/// keep the oldest entry: there sampling 16 did not help (P3@20000 0.4 lower, P3@160000 0.2
+/// higher, seeds 1 to 3) and it would cost up to 31 more sketch reads per eviction on the
 /// throughput path. Sampling the victim of a returning reject too (see the module
-/// documentation) lost 0.5 points on average (sprite@256 0.55), so that one stays the oldest.
+/// documentation) lost 0.5 points on the traces other than P3 and P12 (sprite@256 0.55), so
+/// that one stays the oldest.
 const VICTIM_SAMPLE: usize = 32;
 /// The most entries moved between regions by one adjustment step; the rest carries over.
 const TRANSFER_LIMIT: usize = 1000;
