@@ -899,11 +899,18 @@ impl Tier for SlowClearTier {
     }
 }
 
-/// A tier distrusted after too many failed writes is repaired by a clear; writes that fail
-/// while that clear runs, after it passed their keys, must keep the tier distrusted (or their
-/// keys marked), or the repair ends by trusting the stale values they left behind.
-#[tokio::test]
-async fn failed_writes_during_a_repairing_clear_are_not_forgotten() {
+/// A cache over a memory tier and a `SlowClearTier` whose dirty set (of one key) two failed
+/// writes have overflowed, and a read that, missing the top tier, has started the repairing
+/// clear of the bottom tier, which waits until `bottom.held` is released.
+struct Repairing {
+    top: Arc<dyn Tier>,
+    faulty: Arc<FaultyTier>,
+    bottom: Arc<SlowClearTier>,
+    cache: Cache,
+    reader: tokio::task::JoinHandle<strata_tier::Result<Option<String>>>,
+}
+
+async fn repairing() -> Repairing {
     let top = mem("top");
     let faulty = Arc::new(FaultyTier::new("bottom"));
     let bottom = Arc::new(SlowClearTier {
@@ -934,6 +941,15 @@ async fn failed_writes_during_a_repairing_clear_are_not_forgotten() {
         .await
         .expect("the repairing clear started")
         .expect("watch alive");
+    Repairing { top, faulty, bottom, cache, reader }
+}
+
+/// A tier distrusted after too many failed writes is repaired by a clear; writes that fail
+/// while that clear runs, after it passed their keys, must keep the tier distrusted (or their
+/// keys marked), or the repair ends by trusting the stale values they left behind.
+#[tokio::test]
+async fn failed_writes_during_a_repairing_clear_are_not_forgotten() {
+    let Repairing { top, faulty, bottom, cache, reader } = repairing().await;
     // Meanwhile: "k" is written (reaching the bottom tier), then rewritten while the bottom
     // tier fails, which leaves "old" there; one more failed write overflows the dirty set.
     cache.insert(&s("k"), &s("old")).await.unwrap();
@@ -955,34 +971,7 @@ async fn failed_writes_during_a_repairing_clear_are_not_forgotten() {
 /// for reads forever.
 #[tokio::test]
 async fn a_cancelled_repair_does_not_disable_the_tier_for_good() {
-    let top = mem("top");
-    let faulty = Arc::new(FaultyTier::new("bottom"));
-    let bottom = Arc::new(SlowClearTier {
-        inner: faulty.clone(),
-        held: watch::channel(true).0,
-        cleared: watch::channel(false).0,
-    });
-    let cache: Cache = TieredCache::builder()
-        .tier(top.clone())
-        .tier(bottom.clone())
-        .timeout(Duration::from_secs(30))
-        .circuit_breaker(1000, Duration::from_secs(1))
-        .dirty_key_limit(1)
-        .build()
-        .unwrap();
-    faulty.set(FAIL);
-    cache.insert(&s("a"), &s("1")).await.unwrap();
-    cache.insert(&s("b"), &s("1")).await.unwrap();
-    faulty.set(HEALTHY);
-    let reader = {
-        let cache = cache.clone();
-        tokio::spawn(async move { cache.get(&s("x")).await })
-    };
-    let mut cleared = bottom.cleared.subscribe();
-    tokio::time::timeout(Duration::from_secs(10), cleared.wait_for(|c| *c))
-        .await
-        .expect("the repairing clear started")
-        .expect("watch alive");
+    let Repairing { top, faulty: _, bottom, cache, reader } = repairing().await;
     // The caller gives up on its read while the repair's clear is still running.
     reader.abort();
     assert!(reader.await.is_err_and(|e| e.is_cancelled()));
