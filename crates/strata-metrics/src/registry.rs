@@ -255,12 +255,36 @@ fn conflict(desc: &MetricDesc) -> Error {
     Error::Conflict { name: desc.name.to_owned() }
 }
 
+/// The series suffixes a histogram family writes besides its name.
+const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
+
 /// The family for `desc`, created if absent; an error if the name is taken by another
-/// description.
+/// description, or if the new family's samples would share names with a histogram's
+/// `_bucket`, `_sum` or `_count` series (the exposition would then hold duplicate series,
+/// which a Prometheus server drops).
 fn entry<'a>(
     families: &'a mut BTreeMap<&'static str, Family>,
     desc: &MetricDesc,
 ) -> Result<&'a mut Family> {
+    if !families.contains_key(desc.name) {
+        let shadows_a_histogram = HISTOGRAM_SUFFIXES.iter().any(|suffix| {
+            desc.name
+                .strip_suffix(suffix)
+                .and_then(|stem| families.get(stem))
+                .is_some_and(|f: &Family| f.desc.kind == MetricKind::Histogram)
+        });
+        let shadowed_by_a_family = desc.kind == MetricKind::Histogram
+            && HISTOGRAM_SUFFIXES
+                .iter()
+                .any(|suffix| families.contains_key(format!("{}{suffix}", desc.name).as_str()));
+        if shadows_a_histogram || shadowed_by_a_family {
+            return Err(Error::InvalidName {
+                name: desc.name.to_owned(),
+                reason:
+                    "its series would collide with a histogram's _bucket, _sum or _count series",
+            });
+        }
+    }
     let family =
         families.entry(desc.name).or_insert_with(|| Family { desc: *desc, series: Vec::new() });
     if family.desc == *desc {

@@ -177,3 +177,39 @@ fn figures_change_between_renders() {
     assert!(before.contains("strata_cache_hits_total{cache=\"users\"} 750\n"));
     assert!(after.contains("strata_cache_hits_total{cache=\"users\"} 760\n"));
 }
+
+/// A family whose name is a histogram's name plus `_bucket`, `_sum` or `_count` would write
+/// the same series twice (a gauge `x_count{wal="main"}` beside histogram `x`'s own
+/// `x_count{wal="main"}`), which a Prometheus server drops as duplicate samples. Registration
+/// must refuse it, in either order.
+#[test]
+fn a_family_shadowing_a_histogram_series_is_refused() {
+    use strata_metrics::{names, Error, MetricDesc, MetricKind, Unit};
+    const SHADOW: MetricDesc = MetricDesc {
+        name: "strata_wal_fsync_duration_seconds_count",
+        help: "A gauge whose samples would collide with the histogram's _count series.",
+        kind: MetricKind::Gauge,
+        unit: Unit::None,
+        labels: &["wal"],
+        bounds: &[],
+    };
+    let labels = [("wal", "main")];
+    let histogram_first = Registry::new();
+    histogram_first.histogram(&names::WAL_FSYNC_DURATION, &labels).expect("valid");
+    assert!(matches!(histogram_first.gauge(&SHADOW, &labels), Err(Error::InvalidName { .. })));
+    let gauge_first = Registry::new();
+    gauge_first.gauge(&SHADOW, &labels).expect("valid on its own");
+    assert!(matches!(
+        gauge_first.histogram(&names::WAL_FSYNC_DURATION, &labels),
+        Err(Error::InvalidName { .. })
+    ));
+    // Neither registry renders a series twice.
+    for r in [&histogram_first, &gauge_first] {
+        let text = r.render_prometheus();
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, _) = line.rsplit_once(' ').expect("sample has a value");
+            assert!(seen.insert(series.to_owned()), "duplicate series {series} in\n{text}");
+        }
+    }
+}
