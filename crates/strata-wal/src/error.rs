@@ -72,6 +72,11 @@ pub enum Error {
     /// [`Wal::close`](crate::Wal::close) was called.
     #[error("the WAL is closed")]
     Closed,
+    /// The log has numbered every sequence number it can: the next record would take
+    /// `u64::MAX`, which recovery rejects (only a damaged or hand-made manifest or segment
+    /// claims numbers this high). Nothing was written.
+    #[error("the WAL's sequence numbers are exhausted")]
+    SequenceExhausted,
     /// Only one checkpoint can be in progress at a time; finish or drop the other one.
     #[error("a checkpoint is already in progress")]
     CheckpointInProgress,

@@ -520,6 +520,11 @@ impl Shared {
         let seq = {
             let mut log = self.log.lock();
             Self::check_open(&log)?;
+            // Recovery rejects a record numbered u64::MAX (the counter could not move past
+            // it), so such an append would be acknowledged and then lost at the next open.
+            if log.next_seq == u64::MAX {
+                return Err(Error::SequenceExhausted);
+            }
             let frame_len = (FRAME_OVERHEAD + payload.len()) as u64;
             if log.active_len > HEADER_LEN as u64 && log.active_len + frame_len > self.segment_size
             {
@@ -727,7 +732,8 @@ impl Wal {
     /// # Errors
     ///
     /// [`Error::TooLarge`] (nothing written); [`Error::Io`] if the write or fsync failed, after
-    /// which the log is poisoned; [`Error::Poisoned`]; [`Error::Closed`].
+    /// which the log is poisoned; [`Error::Poisoned`]; [`Error::Closed`];
+    /// [`Error::SequenceExhausted`].
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         self.shared.append(payload)
     }

@@ -256,3 +256,40 @@ fn zeros_after_a_plain_log_are_damage_the_mode_judges() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_log_at_the_top_of_the_sequence_range_refuses_appends_instead_of_overflowing(
+) -> anyhow::Result<()> {
+    use strata_wal::format::{encode_frame, encode_header, FileKind, RecordType};
+    // A checkpoint covering the largest sequence number recovery accepts (a hostile or
+    // damaged manifest with a valid checksum): the next append would take u64::MAX, a
+    // number recovery rejects, and the one after that would overflow the counter.
+    let covered = u64::MAX - 1;
+    let mut manifest = b"STRATAMF".to_vec();
+    manifest.extend_from_slice(&strata_wal::format::FORMAT_VERSION.to_le_bytes());
+    manifest.extend_from_slice(&1u64.to_le_bytes());
+    manifest.extend_from_slice(&covered.to_le_bytes());
+    manifest.extend_from_slice(&1u64.to_le_bytes());
+    let crc = crc32c::crc32c(&manifest);
+    manifest.extend_from_slice(&crc.to_le_bytes());
+    let mut snap = encode_header(FileKind::Snapshot, 1).to_vec();
+    encode_frame(&mut snap, RecordType::Data, covered, b"last");
+    encode_frame(&mut snap, RecordType::SnapshotEnd, covered, &1u64.to_le_bytes());
+    let fs = disk_with(&[
+        (dir().join("MANIFEST"), manifest),
+        (dir().join("checkpoint-00000000000000000001.snap"), snap),
+    ]);
+    let (wal, records) = open_replay(&fs, RecoveryMode::AbsoluteConsistency)?;
+    assert_eq!(records.len(), 1);
+    let appended = wal.append(b"one more");
+    assert!(
+        matches!(appended, Err(Error::SequenceExhausted)),
+        "an append numbered u64::MAX is lost at reopen: {appended:?}"
+    );
+    assert!(matches!(wal.append(b"and another"), Err(Error::SequenceExhausted)));
+    wal.close()?;
+    drop(wal);
+    let (_, again) = open_replay(&fs, RecoveryMode::AbsoluteConsistency)?;
+    assert_eq!(again.len(), 1);
+    Ok(())
+}
