@@ -78,9 +78,13 @@ impl Recorder for MetricsFacadeRecorder {
 
     fn histogram(&mut self, desc: &MetricDesc, labels: &[Label], h: &HistogramSnapshot) {
         let key = (desc.name, labels.iter().map(|l| l.value.clone()).collect::<Vec<_>>());
-        // A precision change (the series was re-created) restarts the deltas from zero.
-        let delta = match self.previous.get(&key).map(|prev| h.delta_since(prev)) {
-            Some(Ok(d)) => d,
+        // A series re-created since the previous report (removed and registered again, at
+        // the same or another precision) restarts from zero: all of it is new. A saturating
+        // delta against the old series would drop those values.
+        let delta = match self.previous.get(&key) {
+            Some(prev) if !h.is_reset_since(prev) => {
+                h.delta_since(prev).unwrap_or_else(|_| h.clone())
+            }
             _ => h.clone(),
         };
         let handle = metrics::histogram!(desc.name, facade_labels(labels));

@@ -313,6 +313,15 @@ impl HistogramSnapshot {
         Ok(())
     }
 
+    /// Whether `self` cannot continue `earlier`: the precisions differ or some bucket holds
+    /// fewer values, so the histogram was re-created since (its series removed and registered
+    /// again) and everything in `self` is new.
+    #[cfg(feature = "metrics-facade")]
+    pub(crate) fn is_reset_since(&self, earlier: &HistogramSnapshot) -> bool {
+        self.precision != earlier.precision
+            || self.counts.iter().zip(earlier.counts.iter()).any(|(now, then)| now < then)
+    }
+
     /// What was recorded since `earlier` (a snapshot of the same histogram): bucket by bucket,
     /// saturating at zero. Used by push-style exporters that forward increments.
     pub fn delta_since(&self, earlier: &HistogramSnapshot) -> Result<HistogramSnapshot> {

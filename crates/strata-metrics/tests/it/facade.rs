@@ -123,3 +123,32 @@ fn forwards_totals_gauges_and_histogram_increments() {
         described.contains(&("strata_cache_load_duration_seconds".to_owned(), Some(Unit::Seconds)))
     );
 }
+
+/// A series removed with `remove_series` and created again (a cache rebuilt under the same
+/// name) starts from zero; the values recorded into the new series must still be forwarded,
+/// even while its buckets hold fewer values than the old series' did.
+#[test]
+fn a_recreated_histogram_series_is_forwarded_from_zero() {
+    let registry = Registry::new();
+    let capture = Capture::default();
+    let mut forward = MetricsFacadeRecorder::new();
+    let first = CacheMetrics::register(&registry, "users").expect("valid");
+    for _ in 0..3 {
+        first.record_load(true, Duration::from_millis(2));
+    }
+    metrics::with_local_recorder(&capture, || registry.snapshot().report(&mut forward));
+    drop(first);
+    assert!(registry.remove_series("cache", "users") > 0);
+    let second = CacheMetrics::register(&registry, "users").expect("valid");
+    for _ in 0..2 {
+        second.record_load(true, Duration::from_millis(2));
+    }
+    metrics::with_local_recorder(&capture, || registry.snapshot().report(&mut forward));
+    let samples = capture
+        .get("strata_cache_load_duration_seconds{cache=users}")
+        .samples
+        .lock()
+        .expect("ok")
+        .clone();
+    assert_eq!(samples.len(), 5, "three loads before the rebuild, two after: {samples:?}");
+}
