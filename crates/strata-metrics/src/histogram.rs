@@ -347,9 +347,17 @@ impl HistogramSnapshot {
     }
 }
 
-/// The 1-based nearest rank for quantile `q` of `n` samples: `ceil(q * n)`, at least 1.
+/// The 1-based nearest rank for quantile `q` of `n` samples: `ceil(q * n)`, at least 1, that
+/// is the smallest rank `r` with `r / n >= q`.
 pub(crate) fn nearest_rank(q: f64, n: u64) -> u64 {
-    ((q * n as f64).ceil() as u64).clamp(1, n)
+    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+    // The product can round up past an integer (0.07 * 100 is 7.000000000000001), which would
+    // take the next rank; the rank below is the right one when it already reaches `q`.
+    if rank > 1 && (rank - 1) as f64 / n as f64 >= q {
+        rank - 1
+    } else {
+        rank
+    }
 }
 
 #[cfg(test)]

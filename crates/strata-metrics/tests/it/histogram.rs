@@ -13,11 +13,12 @@ fn value() -> impl Strategy<Value = u64> {
     ]
 }
 
-/// The nearest-rank quantile of sorted `v`: the `ceil(q * n)`-th smallest, at least the first.
+/// The nearest-rank quantile of sorted `v`: the `r`-th smallest for the smallest `r` with
+/// `r / n >= q`, at least the first (found by search, not by the formula the crate uses).
 fn reference_quantile(sorted: &[u64], q: f64) -> u64 {
-    let n = sorted.len() as u64;
-    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-    sorted[(rank - 1) as usize]
+    let n = sorted.len();
+    let rank = (1..=n).find(|&r| r as f64 / n as f64 >= q).unwrap_or(n);
+    sorted[rank - 1]
 }
 
 fn record_all(precision: u32, values: &[u64]) -> HistogramSnapshot {
@@ -86,5 +87,17 @@ proptest! {
         let floor = bound as f64 * (1.0 - 2.0 * snap.relative_error());
         let certainly_below = values.iter().filter(|&&v| (v as f64) < floor).count() as u64;
         prop_assert!(reported >= certainly_below, "reported={} certain={}", reported, certainly_below);
+    }
+}
+
+/// The nearest rank of `q` among `n` samples is the smallest `r` with `r / n >= q`. A product
+/// `q * n` that rounds just above an integer (0.07 * 100 is 7.000000000000001 in floating
+/// point) must not push the quantile one sample up.
+#[test]
+fn quantile_rank_survives_floating_point_rounding() {
+    // Values below 2^11 have buckets of their own at precision 10, so quantiles are exact.
+    let snap = record_all(MAX_PRECISION, &(1..=100).collect::<Vec<u64>>());
+    for (q, expected) in [(0.07, 7), (0.14, 14), (0.28, 28), (0.55, 55), (0.56, 56), (0.5, 50)] {
+        assert_eq!(snap.quantile(q).expect("q in range"), Some(expected), "q = {q}");
     }
 }
