@@ -1078,6 +1078,9 @@ where
 
 /// The latest write of each key during replay (ahash: SipHash costs a warm restart of a
 /// million keys a tenth of its time).
+/// The highest version a log may hold; see the check at the end of `replay`.
+const MAX_VERSION: u64 = u64::MAX / 2;
+
 type ReplayMap<K, V> = HashMap<K, Slot<V>, ahash::RandomState>;
 
 /// The codecs replay decodes with.
@@ -1146,6 +1149,16 @@ fn replay<K: Hash + Eq + 'static, V: 'static>(
                 max_version = max_version.max(next_version.saturating_sub(1));
             }
         }
+    }
+    // The counter resumes above every logged version and must never wrap: a wrapped version
+    // would lose to the logged one at every later restart, so acknowledged writes would be
+    // lost. No real log comes near 2^63 writes, so a version above that is damage even with
+    // its checksum intact.
+    if max_version > MAX_VERSION {
+        return Err(Error::Corrupt {
+            path: dir.to_path_buf(),
+            detail: format!("a logged version ({max_version}) is beyond any real write count"),
+        });
     }
     Ok((state, stats, max_version, cleared))
 }

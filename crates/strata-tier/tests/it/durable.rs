@@ -933,3 +933,38 @@ fn statistics_and_log_metrics_reach_the_registry() -> anyhow::Result<()> {
     db.close_blocking()?;
     Ok(())
 }
+
+#[test]
+fn a_logged_version_at_the_top_of_the_range_does_not_wrap_the_counter() -> anyhow::Result<()> {
+    // A log whose one record (checksum intact: a damaged or hand-made file) puts "k" with
+    // version u64::MAX. Opening must not leave the version counter wrapped to 0, where every
+    // later write of "k" would lose to the logged one at the next restart.
+    let dir = tempfile::tempdir()?;
+    {
+        let wal = strata_wal::Wal::builder(dir.path()).open()?;
+        // LogRecord::Put (variant 0): key bytes, value bytes, version, no expiry, postcard.
+        let key = postcard::to_stdvec("k")?;
+        let value = postcard::to_stdvec(&7u64)?;
+        let mut rec = vec![0u8, key.len() as u8];
+        rec.extend_from_slice(&key);
+        rec.push(value.len() as u8);
+        rec.extend_from_slice(&value);
+        rec.extend_from_slice(&postcard::to_stdvec(&u64::MAX)?);
+        rec.push(0);
+        wal.append(&rec)?;
+        wal.close()?;
+    }
+    let db = match DurableCache::open(dir.path(), opts()) {
+        Ok(db) => db,
+        // Refusing the log as corrupt is a correct answer too.
+        Err(Error::Corrupt { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    assert_eq!(db.get(&"k".to_string()), Some(7));
+    db.insert("k".into(), 8)?;
+    db.close_blocking()?;
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(db.get(&"k".to_string()), Some(8), "an acknowledged write was lost");
+    Ok(())
+}
