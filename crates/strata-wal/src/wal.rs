@@ -853,11 +853,19 @@ impl Wal {
     ///
     /// As [`Wal::flush_durable`]; the log is closed even if the final sync fails.
     pub fn close(&self) -> Result<()> {
-        let synced = if self.shared.log.lock().closed { Ok(()) } else { self.flush_durable() };
-        let sealed = {
+        // Appends are refused before the final sync, so that it covers every append that was
+        // acknowledged: one racing with close either lands before the refusal (and the sync)
+        // or gets `Error::Closed`. Refused after the sync, an append acknowledged in between
+        // was never fsynced, and a power loss after a successful close lost it.
+        let first = {
             let mut log = self.shared.log.lock();
             let first = !log.closed;
             log.closed = true;
+            first
+        };
+        let synced = if first { self.flush_durable() } else { Ok(()) };
+        let sealed = {
+            let mut log = self.shared.log.lock();
             // Cut a reserved zero tail and make the cut durable, so that a closed log holds
             // exactly its records. (Recovery would cut it too; this keeps the files tidy.)
             if first && !log.failed {

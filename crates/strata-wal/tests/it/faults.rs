@@ -284,3 +284,100 @@ mod group_commit {
         Ok(())
     }
 }
+
+/// The log a [`SyncHookFs`] appends to inside its next fsync, and what that append returned.
+#[derive(Debug, Default)]
+struct SyncHook {
+    wal: Option<Arc<Wal>>,
+    appended: Option<strata_wal::Result<u64>>,
+}
+
+/// A file system that appends one record (once) inside the next segment fsync, while the log
+/// holds none of its locks: a deterministic stand-in for another thread appending then.
+#[derive(Debug, Clone)]
+struct SyncHookFs {
+    inner: FaultFs,
+    hook: Arc<Mutex<SyncHook>>,
+}
+
+#[derive(Debug)]
+struct SyncHookFile {
+    inner: Box<dyn strata_wal::WalFile>,
+    hook: Arc<Mutex<SyncHook>>,
+}
+
+impl strata_wal::WalFile for SyncHookFile {
+    fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.append(buf)
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        let res = self.inner.sync();
+        let wal = self.hook.lock().expect("no panics").wal.take();
+        if let Some(wal) = wal {
+            let appended = wal.append(b"raced with close");
+            self.hook.lock().expect("no panics").appended = Some(appended);
+        }
+        res
+    }
+}
+
+impl FileSystem for SyncHookFs {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn strata_wal::WalFile>> {
+        let inner = self.inner.create(path)?;
+        Ok(Box::new(SyncHookFile { inner, hook: Arc::clone(&self.hook) }))
+    }
+    fn read(&self, path: &Path) -> std::io::Result<strata_wal::FileBytes> {
+        self.inner.read(path)
+    }
+    fn truncate(&self, path: &Path, len: u64) -> std::io::Result<()> {
+        self.inner.truncate(path, len)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn lock_dir(&self, dir: &Path) -> std::io::Result<strata_wal::LockGuard> {
+        self.inner.lock_dir(dir)
+    }
+}
+
+#[test]
+fn an_append_acknowledged_while_close_syncs_is_durable_once_close_returns() -> anyhow::Result<()> {
+    for policy in [SyncPolicy::Never, SyncPolicy::Interval(std::time::Duration::from_secs(3600))] {
+        let fault = FaultFs::new();
+        let fs = SyncHookFs { inner: fault.clone(), hook: Arc::default() };
+        let wal = Arc::new(
+            Wal::builder(DIR).file_system(Arc::new(fs.clone())).sync_policy(policy).open()?,
+        );
+        assert_eq!(wal.append(b"before close")?, 1);
+        fs.hook.lock().expect("no panics").wal = Some(Arc::clone(&wal));
+        // An append racing with close's final fsync must either be refused or be covered by
+        // that fsync: close returning `Ok` promises every acknowledged record is durable.
+        wal.close()?;
+        let appended = fs.hook.lock().expect("no panics").appended.take();
+        let expected = match appended {
+            Some(Ok(seq)) => vec![1, seq],
+            Some(Err(Error::Closed)) => vec![1],
+            other => anyhow::bail!("{policy:?}: close did not fsync as expected: {other:?}"),
+        };
+        // The power goes after a clean close: everything acknowledged must be on disk.
+        fault.crash();
+        drop(wal);
+        fault.restart();
+        let seqs: Vec<u64> = replay_all(&on(&fault).open()?)?.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, expected, "{policy:?}: an acknowledged append was lost");
+    }
+    Ok(())
+}
