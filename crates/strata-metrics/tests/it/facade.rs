@@ -64,6 +64,11 @@ impl Capture {
             cells.get(name).unwrap_or_else(|| panic!("{name} not forwarded: {:?}", cells.keys())),
         )
     }
+
+    /// The values forwarded so far to the histogram series `name`.
+    fn samples(&self, name: &str) -> Vec<f64> {
+        self.get(name).samples.lock().expect("not poisoned").clone()
+    }
 }
 
 impl metrics::Recorder for Capture {
@@ -105,12 +110,7 @@ fn forwards_totals_gauges_and_histogram_increments() {
     let hits = capture.get("strata_cache_hits_total{cache=users}");
     assert_eq!(hits.counter.load(Ordering::Relaxed), 5);
     assert_eq!(*capture.get("strata_cache_entries{cache=users}").gauge.lock().expect("ok"), 9.0);
-    let samples = capture
-        .get("strata_cache_load_duration_seconds{cache=users}")
-        .samples
-        .lock()
-        .expect("ok")
-        .clone();
+    let samples = capture.samples("strata_cache_load_duration_seconds{cache=users}");
     // Each load forwarded exactly once, in seconds, within the histogram's error.
     assert_eq!(samples.len(), 2, "{samples:?}");
     for (got, exact) in samples.iter().zip([0.002, 0.040]) {
@@ -144,11 +144,6 @@ fn a_recreated_histogram_series_is_forwarded_from_zero() {
         second.record_load(true, Duration::from_millis(2));
     }
     metrics::with_local_recorder(&capture, || registry.snapshot().report(&mut forward));
-    let samples = capture
-        .get("strata_cache_load_duration_seconds{cache=users}")
-        .samples
-        .lock()
-        .expect("ok")
-        .clone();
+    let samples = capture.samples("strata_cache_load_duration_seconds{cache=users}");
     assert_eq!(samples.len(), 5, "three loads before the rebuild, two after: {samples:?}");
 }
