@@ -39,6 +39,14 @@ use tracing::Instrument;
 type Slot<V, E> = Option<Result<V, Arc<E>>>;
 type Table<K> = HashMap<(K, TypeId), Box<dyn Any + Send + Sync>>;
 
+/// The receiver of the load of `id` in flight in `t`, if there is one.
+fn loading_receiver<'t, K: Hash + Eq, V: 'static, E: 'static>(
+    t: &'t Table<K>,
+    id: &(K, TypeId),
+) -> Option<&'t watch::Receiver<Slot<V, E>>> {
+    t.get(id).and_then(|b| b.downcast_ref())
+}
+
 /// Marks an in-flight background refresh (no one waits on its result).
 struct RefreshKind;
 
@@ -164,7 +172,7 @@ where
             let role = {
                 let mut t = table.lock();
                 let id = (key.clone(), TypeId::of::<E>());
-                match t.get(&id).and_then(|b| b.downcast_ref::<watch::Receiver<Slot<V, E>>>()) {
+                match loading_receiver::<K, V, E>(&t, &id) {
                     Some(rx) => Role::Follower(rx.clone()),
                     None => {
                         let (tx, rx) = watch::channel(None);
@@ -263,9 +271,7 @@ where
         let id = TypeId::of::<Infallible>();
         let receiver = |key: &K| {
             let t = self.inner.inflight.table(self.hash(key)).lock();
-            t.get(&(key.clone(), id))
-                .and_then(|b| b.downcast_ref::<watch::Receiver<Slot<V, Infallible>>>())
-                .cloned()
+            loading_receiver::<K, V, Infallible>(&t, &(key.clone(), id)).cloned()
         };
         let mut found = HashMap::new();
         // The distinct keys the cache lacks, in the order they were asked for.
@@ -311,10 +317,7 @@ where
         for key in unloaded {
             let table = self.inner.inflight.table(self.hash(&key));
             let mut t = table.lock();
-            let existing = t
-                .get(&(key.clone(), id))
-                .and_then(|b| b.downcast_ref::<watch::Receiver<Slot<V, Infallible>>>());
-            if let Some(rx) = existing {
+            if let Some(rx) = loading_receiver::<K, V, Infallible>(&t, &(key.clone(), id)) {
                 // Another caller started loading it since we looked: load it too, and
                 // prefer that caller's value if it gets one (below).
                 raced.push((key.clone(), rx.clone()));
@@ -462,7 +465,7 @@ async fn wait<V: Clone, E>(rx: &mut watch::Receiver<Slot<V, E>>) -> Option<Resul
 /// interval) would otherwise start a thread per key. Past it a refresh is skipped, as Caffeine's
 /// is when its executor rejects the task: the entry keeps its value and a read after the
 /// interval tries again.
-pub(crate) const MAX_REFRESH_THREADS: usize = 16;
+const MAX_REFRESH_THREADS: usize = 16;
 
 /// Refresh threads alive now (see [`MAX_REFRESH_THREADS`]).
 static REFRESH_THREADS: AtomicUsize = AtomicUsize::new(0);

@@ -336,14 +336,14 @@ impl<K: Hash + Eq + 'static, V: 'static> Shard<K, V> {
 
     /// Whether entries here carry deadlines (then writes and reads need the time).
     #[inline]
+    pub(crate) fn is_timed(&self) -> bool {
+        self.timed
+    }
+
     /// Slots the shard's table and slab hold room for now (for tests of the up-front reserve).
     #[cfg(test)]
     pub(crate) fn reserved_slots(&self) -> (usize, usize) {
         (self.table.capacity(), self.slab.capacity())
-    }
-
-    pub(crate) fn is_timed(&self) -> bool {
-        self.timed
     }
 
     pub(crate) fn weighted_size(&self) -> u64 {

@@ -1076,11 +1076,11 @@ where
     }
 }
 
-/// The latest write of each key during replay (ahash: SipHash costs a warm restart of a
-/// million keys a tenth of its time).
 /// The highest version a log may hold; see the check at the end of `replay`.
 const MAX_VERSION: u64 = u64::MAX / 2;
 
+/// The latest write of each key during replay (ahash: SipHash costs a warm restart of a
+/// million keys a tenth of its time).
 type ReplayMap<K, V> = HashMap<K, Slot<V>, ahash::RandomState>;
 
 /// The codecs replay decodes with.
