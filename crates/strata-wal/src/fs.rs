@@ -1,5 +1,7 @@
 //! The `FileSystem` seam: everything the log does to the disk goes through it.
 
+#[cfg(target_os = "linux")]
+use crate::prefault::Prefault;
 use std::any::Any;
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -173,10 +175,10 @@ fn open_options() -> OpenOptions {
 ///   file system (copy-on-write ones, overlayfs, FUSE, network ones) gets an ordinary file.
 /// - The file is never shrunk while mapped: sealing unmaps first.
 /// - A first store into a page faults, and the kernel zeroes the page then: about one fault
-///   per hundred small frames. (A helper thread reading ahead to move the zeroing off the
-///   appending thread was measured and dropped: on a busy two-core machine it only competed
-///   for the processor.) Large frames, which fill whole pages, are written with `pwrite` at
-///   their place instead, which needs no zeroing.
+///   per hundred small frames. A prefault thread (`crate::prefault`) does that a little
+///   ahead of the appender, and drops the map's hold on the pages behind it, so that
+///   writing them back write-protects nothing the appender uses. Large frames, which fill
+///   whole pages, are written with `pwrite` at their place instead, which needs no zeroing.
 pub struct SegmentMap {
     #[cfg(target_os = "linux")]
     inner: MapInner,
@@ -190,6 +192,9 @@ impl fmt::Debug for SegmentMap {
 
 #[cfg(target_os = "linux")]
 struct MapInner {
+    /// The thread faulting pages in ahead of the appender, if it could be started. First, so
+    /// that dropping the map stops the thread before the map is unmapped.
+    prefault: Option<Prefault>,
     map: memmap2::MmapMut,
     file: File,
     /// The same file opened again without `O_APPEND`, for positioned writes into the
@@ -222,6 +227,9 @@ impl SegmentMap {
         {
             let end = at.checked_add(len)?;
             crate::mmap::prefetch(&self.inner.map, end.saturating_add(PREFETCH_AHEAD));
+            if let Some(p) = self.inner.prefault.as_mut() {
+                p.report(end);
+            }
             self.inner.map.get_mut(at..end)
         }
         #[cfg(not(target_os = "linux"))]
@@ -246,7 +254,11 @@ impl SegmentMap {
             if !self.fits(at, bytes.len()) {
                 return Err(io::Error::other("write past the reserved space"));
             }
-            self.inner.writer.write_all_at(bytes, at as u64)
+            self.inner.writer.write_all_at(bytes, at as u64)?;
+            if let Some(p) = self.inner.prefault.as_mut() {
+                p.report(at + bytes.len());
+            }
+            Ok(())
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -261,7 +273,8 @@ impl SegmentMap {
     pub(crate) fn seal(self, len: u64) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         {
-            let MapInner { map, file, writer } = self.inner;
+            let MapInner { prefault, map, file, writer } = self.inner;
+            drop(prefault);
             drop(writer);
             // Unmapped before the cut: a store into a truncated range would raise SIGBUS.
             drop(map);
@@ -372,7 +385,9 @@ impl FileSystem for StdFs {
         }
         let map = crate::mmap::map_shared_rw(&file)?;
         let writer = open_options().write(true).open(path)?;
-        let seg = SegmentMap { inner: MapInner { map, file: file.try_clone()?, writer } };
+        // A thread faults the pages ahead of the appender in and lets go of those behind it.
+        let prefault = Prefault::start(map.as_ptr() as usize, map.len(), file.try_clone()?);
+        let seg = SegmentMap { inner: MapInner { prefault, map, file: file.try_clone()?, writer } };
         Ok((Box::new(StdFile(file)), Some(seg)))
     }
 

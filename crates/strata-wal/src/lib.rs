@@ -57,6 +57,8 @@ pub mod fault;
 pub mod format;
 mod fs;
 mod mmap;
+#[cfg(target_os = "linux")]
+mod prefault;
 mod recover;
 mod wal;
 

@@ -71,3 +71,48 @@ pub(crate) fn prefetch(bytes: &[u8], at: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (bytes, at);
 }
+
+/// Faults in the pages of the `len` bytes at address `addr` writable, as a first store into
+/// each would (`MADV_POPULATE_WRITE`: the kernel allocates and zeroes each page, maps it and
+/// marks it dirty), without storing anything. The prefault thread of a mapped segment calls
+/// it ahead of the appender, which then finds its pages present.
+#[cfg(target_os = "linux")]
+pub(crate) fn populate_write(addr: usize, len: usize) -> std::io::Result<()> {
+    // SAFETY: `madvise` is unsafe because it takes a raw address range. `MADV_POPULATE_WRITE`
+    // changes no byte the program can observe: it only faults pages in as a write would,
+    // without writing (a page of a file keeps its contents; a fresh one reads as the zeros
+    // it would read as anyway). A range that is not mapped is refused with `ENOMEM`, and one
+    // the kernel cannot back (past the end of the file) with `EFAULT`, both returned as
+    // errors, never signals. The caller (`crate::prefault`) only passes ranges inside a live
+    // segment map and holds the map's prefault lock while it does, which sealing takes before
+    // it unmaps the segment.
+    unsafe {
+        rustix::mm::madvise(
+            addr as *mut std::ffi::c_void,
+            len,
+            rustix::mm::Advice::LinuxPopulateWrite,
+        )
+    }
+    .map_err(std::io::Error::from)
+}
+
+/// Drops this process's page-table entries for the `len` bytes at address `addr` of a shared
+/// file map (`MADV_DONTNEED`), keeping the pages and their contents in the page cache, dirty
+/// if they were: the prefault thread calls it behind the appender, so that writing those
+/// pages back later (the flusher's fsync) has no mapping to write-protect, and so sends no
+/// TLB shootdown to the appender's processor for every page.
+#[cfg(target_os = "linux")]
+pub(crate) fn release(addr: usize, len: usize) -> std::io::Result<()> {
+    // SAFETY: `madvise` is unsafe because it takes a raw address range, and `MADV_DONTNEED`
+    // in general because on private or anonymous memory it discards the contents. Here the
+    // range lies in a `MAP_SHARED` map of a file: the kernel moves each entry's dirty bit to
+    // its page in the page cache before dropping the entry, and a later access would fault
+    // the same page back in, so no byte is lost or changed. The caller (`crate::prefault`)
+    // passes only ranges inside a live segment map that the appender has moved past (it
+    // writes at increasing offsets only), holding the map's prefault lock, which sealing
+    // takes before it unmaps.
+    unsafe {
+        rustix::mm::madvise(addr as *mut std::ffi::c_void, len, rustix::mm::Advice::LinuxDontNeed)
+    }
+    .map_err(std::io::Error::from)
+}

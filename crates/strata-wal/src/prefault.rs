@@ -1,0 +1,190 @@
+//! The prefault thread of a memory-mapped segment: it keeps the pages just ahead of the
+//! appender faulted in and lets go of the pages behind it, so that the appending thread
+//! stores into pages that are already there and nothing it has written needs its map again.
+//!
+//! Why, measured on the two-core development VM (durable inserts, `Interval(1s)`): without
+//! it, the first store into each page of a fresh segment faulted on the appending thread,
+//! and the kernel zeroed the page there; on a virtual machine the hypervisor also backs the
+//! guest page then, which showed as waits of about 21 ms every 80 ms or so, 13-16% of the
+//! wall time. And the flusher's fsync write-protected every written page still mapped, one
+//! TLB shootdown (an interrupt of the appender's processor) per page. With the thread the
+//! appender takes neither: stalls over 200 µs fell to 5-8% of the wall time (the rest is
+//! the rotation to a new segment) and durable inserts ran 10-15% faster.
+//!
+//! The thread only ever calls `madvise` and `posix_fadvise`: it never reads or writes a byte
+//! of the log, so it cannot change what the log holds, only when the kernel does its work.
+
+use parking_lot::Mutex;
+use std::fs::File;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How far ahead of the appender the thread keeps pages faulted in: at a few hundred MB/s
+/// of appends, several milliseconds of them.
+const AHEAD: usize = 2 << 20;
+
+/// How many bytes the thread faults in per call (holding its lock, which sealing waits
+/// for); also how often, in appended bytes, the appender tells the thread where it is.
+const CHUNK: usize = 64 << 10;
+
+/// The thread lets go of the pages behind the appender in runs of this many bytes.
+const RELEASE: usize = 2 << 20;
+
+/// How long the thread sleeps when the appender has not moved: it only bounds how soon a
+/// thread whose wake-up was missed looks again.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// The handle the segment map keeps; dropping it stops the thread (see [`Drop`]).
+pub(crate) struct Prefault {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    /// The frame end at which the appender next tells the thread where it is.
+    next_report: usize,
+}
+
+struct Shared {
+    /// Where the appender was at its last report.
+    written: AtomicUsize,
+    /// `true` while the map lives. The thread holds the lock during each call into the
+    /// kernel; dropping the handle takes it and sets `false` before the map is unmapped.
+    live: Mutex<bool>,
+}
+
+impl Prefault {
+    /// Starts the thread for the `len` bytes mapped at address `addr` from `file`. `None`
+    /// if no thread could be started: the appender then faults its pages in itself.
+    pub(crate) fn start(addr: usize, len: usize, file: File) -> Option<Prefault> {
+        let shared = Arc::new(Shared { written: AtomicUsize::new(0), live: Mutex::new(true) });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("strata-wal-prefault".into())
+                .spawn(move || run(&shared, &file, addr, len))
+                .ok()?
+        };
+        Some(Prefault { shared, thread: Some(thread), next_report: CHUNK })
+    }
+
+    /// Called by the appender with the end of each frame it writes (under the log lock);
+    /// wakes the thread once every [`CHUNK`] bytes.
+    #[inline]
+    pub(crate) fn report(&mut self, end: usize) {
+        if end >= self.next_report {
+            self.next_report = end.saturating_add(CHUNK);
+            self.shared.written.store(end, Ordering::Relaxed);
+            if let Some(t) = &self.thread {
+                t.thread().unpark();
+            }
+        }
+    }
+}
+
+impl Drop for Prefault {
+    /// Stops the thread and waits for it, so that it makes no call on the map's addresses
+    /// once the map is unmapped (a call in progress ends first: the lock is held through it).
+    fn drop(&mut self) {
+        *self.shared.live.lock() = false;
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            // The thread calls only fallible functions and ends at its next turn.
+            let _ = t.join();
+        }
+    }
+}
+
+/// The thread's loop: faults in whole chunks up to [`AHEAD`] past the last report, lets go of
+/// whole runs of [`RELEASE`] bytes the appender is at least a chunk past, and parks when both
+/// are done. Bounded: every turn faults in or lets go of at least one chunk of the map (of
+/// which there are finitely many) or parks, and it ends when the map goes or a call fails.
+fn run(shared: &Shared, file: &File, addr: usize, len: usize) {
+    // Faulted in below `ahead`; let go of below `behind`. Both stay multiples of a page.
+    let (mut ahead, mut behind) = (0usize, 0usize);
+    loop {
+        let written = shared.written.load(Ordering::Relaxed);
+        let target = (written.saturating_add(AHEAD) / CHUNK * CHUNK).min(len);
+        let passed = written.saturating_sub(CHUNK) / RELEASE * RELEASE;
+        if ahead >= target && behind >= passed {
+            if !*shared.live.lock() {
+                return;
+            }
+            std::thread::park_timeout(IDLE);
+            continue;
+        }
+        let live = shared.live.lock();
+        if !*live {
+            return;
+        }
+        if behind < passed {
+            // The appender writes at increasing offsets only, so it never stores below
+            // `passed` again. A failure here stops the thread; the log is unaffected.
+            if crate::mmap::release(addr + behind, passed - behind).is_err() {
+                return;
+            }
+            // Starts writing those pages back now, without waiting for it, so that the fsync
+            // that closes the segment finds little left to write; pages already clean leave
+            // the page cache. A hint: an error changes nothing.
+            let _ = rustix::fs::fadvise(
+                file,
+                behind as u64,
+                std::num::NonZeroU64::new((passed - behind) as u64),
+                rustix::fs::Advice::DontNeed,
+            );
+            behind = passed;
+        }
+        if ahead < target {
+            let end = target.min(ahead + CHUNK);
+            // A kernel without MADV_POPULATE_WRITE (before 5.14) refuses it: the appender
+            // then faults its pages in itself, as it would without this thread.
+            if crate::mmap::populate_write(addr + ahead, end - ahead).is_err() {
+                return;
+            }
+            ahead = end;
+        }
+        drop(live);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_pages_in_ahead_and_stops_before_the_map_goes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("seg");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("create");
+        let len = 8 << 20;
+        file.set_len(len as u64).expect("size");
+        let mut map = crate::mmap::map_shared_rw(&file).expect("map");
+        let mut p =
+            Prefault::start(map.as_ptr() as usize, map.len(), file.try_clone().expect("dup"))
+                .expect("a thread");
+        // The thread holds the other reference to its state until it ends.
+        let shared = Arc::clone(&p.shared);
+        // Walk the appender through the whole map, writing as it goes: the thread faults in
+        // and lets go of pages meanwhile, and every byte written must stay as written.
+        for (i, chunk) in map.chunks_mut(4096).enumerate() {
+            chunk.fill((i % 251) as u8 + 1);
+            p.report((i + 1) * 4096);
+        }
+        drop(p);
+        assert_eq!(Arc::strong_count(&shared), 1, "the thread ends with its handle");
+        for (i, chunk) in map.chunks(4096).enumerate() {
+            assert!(chunk.iter().all(|&b| b == (i % 251) as u8 + 1), "page {i} changed");
+        }
+        drop(map);
+        let bytes = std::fs::read(&path).expect("read back");
+        assert_eq!(bytes.len(), len);
+        for (i, chunk) in bytes.chunks(4096).enumerate() {
+            assert!(chunk.iter().all(|&b| b == (i % 251) as u8 + 1), "page {i} on file");
+        }
+    }
+}
