@@ -99,12 +99,11 @@ impl Drop for Prefault {
 /// are done. Bounded: every turn faults in or lets go of at least one chunk of the map (of
 /// which there are finitely many) or parks, and it ends when the map goes or a call fails.
 fn run(shared: &Shared, file: &File, addr: usize, len: usize) {
-    // Faulted in below `ahead`; let go of below `behind`. Both stay multiples of a page.
+    // Faulted in below `ahead`; let go of below `behind`. Both stay inside the map (see
+    // `bounds`): `behind` a whole number of release runs, `ahead` of chunks or the map's end.
     let (mut ahead, mut behind) = (0usize, 0usize);
     loop {
-        let written = shared.written.load(Ordering::Relaxed);
-        let target = (written.saturating_add(AHEAD) / CHUNK * CHUNK).min(len);
-        let passed = written.saturating_sub(CHUNK) / RELEASE * RELEASE;
+        let (target, passed) = bounds(shared.written.load(Ordering::Relaxed), len);
         if ahead >= target && behind >= passed {
             if !*shared.live.lock() {
                 return;
@@ -146,9 +145,64 @@ fn run(shared: &Shared, file: &File, addr: usize, len: usize) {
     }
 }
 
+/// For the appender's last report `written`, in a map of `len` bytes: `(target, passed)`,
+/// where the thread faults pages in below `target` and lets go of pages below `passed`.
+///
+/// Both stay inside the map whatever was reported: `madvise` takes raw addresses, and
+/// `MADV_DONTNEED` past the map's end would reach whatever is mapped after it (anonymous
+/// memory there would read back as zeros). The appender reports only ends inside the map
+/// today, but `SegmentMap::frame_mut` reports before its bounds check, so this does not
+/// rest on its callers. `passed` is a whole number of release runs at least a chunk below
+/// `written`: the frame being copied at the report (under 2 KiB) lies above it.
+fn bounds(written: usize, len: usize) -> (usize, usize) {
+    let target = (written.saturating_add(AHEAD) / CHUNK * CHUNK).min(len);
+    let passed = written.min(len).saturating_sub(CHUNK) / RELEASE * RELEASE;
+    (target, passed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_stay_inside_the_map_and_a_chunk_behind_the_appender() {
+        // A length that is not a whole number of chunks, and reports from the start of the
+        // map to far past its end (a frame end reported before the bounds check).
+        let len = 3 * RELEASE + 5 * 4096;
+        let reports = [
+            0,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            RELEASE,
+            RELEASE + CHUNK,
+            2 * RELEASE + CHUNK + 1,
+            len - 1,
+            len,
+            len + CHUNK,
+            len + 4 * RELEASE,
+            usize::MAX,
+        ];
+        for written in reports {
+            let (target, passed) = bounds(written, len);
+            assert!(target <= len, "faults in up to {target}, past the map ({len}), at {written}");
+            assert!(passed <= len, "lets go up to {passed}, past the map ({len}), at {written}");
+            assert_eq!(passed % RELEASE, 0, "a partial release run at {written}");
+            assert!(
+                passed == 0 || passed + CHUNK <= written,
+                "lets go up to {passed}, within a chunk of the appender at {written}"
+            );
+            assert!(
+                target == len || target % CHUNK == 0,
+                "faults in to {target}, not a chunk boundary, at {written}"
+            );
+            // The thread keeps the next stretch faulted in (not only the current chunk).
+            assert!(
+                target >= written.saturating_add(AHEAD - CHUNK).min(len),
+                "faults in only to {target} at {written}"
+            );
+        }
+    }
 
     #[test]
     fn faults_pages_in_ahead_and_stops_before_the_map_goes() {
