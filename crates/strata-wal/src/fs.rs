@@ -386,7 +386,7 @@ impl FileSystem for StdFs {
         let map = crate::mmap::map_shared_rw(&file)?;
         let writer = open_options().write(true).open(path)?;
         // A thread faults the pages ahead of the appender in and lets go of those behind it.
-        let prefault = Prefault::start(map.as_ptr() as usize, map.len(), file.try_clone()?);
+        let prefault = Prefault::start(&map, file.try_clone()?);
         let seg = SegmentMap { inner: MapInner { prefault, map, file: file.try_clone()?, writer } };
         Ok((Box::new(StdFile(file)), Some(seg)))
     }
