@@ -10,7 +10,8 @@
 //! TLB shootdown (an interrupt of the appender's processor) per page. With the thread the
 //! appender takes neither: stalls over 200 µs fell to 5-8% of the wall time (the rest is
 //! the rotation to a new segment), and in the durable bench's interleaved summary durable
-//! inserts went from 33-36% to 43-48% of the in-memory insert rate (one run of 24 at 38%).
+//! inserts went from 33-36% to 43-48% of the in-memory insert rate (in 25 of 27 runs;
+//! 38% and 39% in the other two).
 //!
 //! The thread only ever calls `madvise` and `posix_fadvise`: it never reads or writes a byte
 //! of the log, so it cannot change what the log holds, only when the kernel does its work.
