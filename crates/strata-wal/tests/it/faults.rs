@@ -2,9 +2,10 @@
 
 use crate::*;
 use std::collections::BTreeMap;
+use std::io;
 use std::sync::Mutex;
 use strata_wal::fault::Fault;
-use strata_wal::Error;
+use strata_wal::{Error, WalFile};
 
 /// Appends from `threads` threads until the disk fails; returns every acknowledged
 /// `(seq, payload)`.
@@ -170,14 +171,14 @@ fn every_single_operation_failure_is_reported_never_swallowed() -> anyhow::Resul
 }
 
 mod group_commit {
+    use super::SyncHookFs;
     use crate::*;
-    use std::io;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::{Condvar, Mutex};
-    use strata_wal::{FileBytes, LockGuard, WalFile};
 
-    /// A file system whose first fsync once armed blocks until the test opens the gate, and which counts
-    /// fsyncs: it makes "appenders arrive while a leader syncs" happen deterministically.
+    /// The state of a [`SyncHookFs`] hook whose first fsync once armed blocks until the test
+    /// opens the gate, and which counts fsyncs: it makes "appenders arrive while a leader
+    /// syncs" happen deterministically.
     #[derive(Debug, Default)]
     struct Gate {
         open: Mutex<bool>,
@@ -185,59 +186,6 @@ mod group_commit {
         armed: AtomicBool,
         in_sync: AtomicBool,
         syncs: AtomicU64,
-    }
-
-    #[derive(Debug)]
-    struct GateFs(FaultFs, Arc<Gate>);
-
-    #[derive(Debug)]
-    struct GateFile(Box<dyn WalFile>, Arc<Gate>);
-
-    impl WalFile for GateFile {
-        fn append(&self, buf: &[u8]) -> io::Result<()> {
-            self.0.append(buf)
-        }
-        fn sync(&self) -> io::Result<()> {
-            let n = self.1.syncs.fetch_add(1, Ordering::SeqCst);
-            if n == 0 && self.1.armed.load(Ordering::SeqCst) {
-                self.1.in_sync.store(true, Ordering::SeqCst);
-                let mut open = self.1.open.lock().expect("no panics");
-                while !*open {
-                    open = self.1.cv.wait(open).expect("no panics");
-                }
-            }
-            self.0.sync()
-        }
-    }
-
-    impl FileSystem for GateFs {
-        fn create_dir_all(&self, d: &Path) -> io::Result<()> {
-            self.0.create_dir_all(d)
-        }
-        fn list(&self, d: &Path) -> io::Result<Vec<String>> {
-            self.0.list(d)
-        }
-        fn create(&self, p: &Path) -> io::Result<Box<dyn WalFile>> {
-            Ok(Box::new(GateFile(self.0.create(p)?, Arc::clone(&self.1))))
-        }
-        fn read(&self, p: &Path) -> io::Result<FileBytes> {
-            self.0.read(p)
-        }
-        fn truncate(&self, p: &Path, len: u64) -> io::Result<()> {
-            self.0.truncate(p, len)
-        }
-        fn rename(&self, a: &Path, b: &Path) -> io::Result<()> {
-            self.0.rename(a, b)
-        }
-        fn remove(&self, p: &Path) -> io::Result<()> {
-            self.0.remove(p)
-        }
-        fn sync_dir(&self, d: &Path) -> io::Result<()> {
-            self.0.sync_dir(d)
-        }
-        fn lock_dir(&self, d: &Path) -> io::Result<LockGuard> {
-            self.0.lock_dir(d)
-        }
     }
 
     /// Polls `cond` every millisecond for at most 10 s.
@@ -254,7 +202,20 @@ mod group_commit {
     #[test]
     fn appenders_arriving_during_a_sync_share_the_next_one() -> anyhow::Result<()> {
         let gate = Arc::new(Gate::default());
-        let fs = GateFs(FaultFs::new(), Arc::clone(&gate));
+        let fs = {
+            let gate = Arc::clone(&gate);
+            SyncHookFs::new(FaultFs::new(), move |file| {
+                let n = gate.syncs.fetch_add(1, Ordering::SeqCst);
+                if n == 0 && gate.armed.load(Ordering::SeqCst) {
+                    gate.in_sync.store(true, Ordering::SeqCst);
+                    let mut open = gate.open.lock().expect("no panics");
+                    while !*open {
+                        open = gate.cv.wait(open).expect("no panics");
+                    }
+                }
+                file.sync()
+            })
+        };
         // Segment creation fsyncs too; open first, then count from zero.
         let wal = Wal::builder(DIR).file_system(Arc::new(fs)).open()?;
         gate.syncs.store(0, Ordering::SeqCst);
@@ -285,88 +246,120 @@ mod group_commit {
     }
 }
 
-/// The log a [`SyncHookFs`] appends to inside its next fsync, and what that append returned.
+/// Runs a segment's fsync: given the file, it calls `sync` on it (or not) around its own work.
+type SyncFn = dyn Fn(&dyn WalFile) -> io::Result<()> + Send + Sync;
+
+/// A file system that forwards everything to a [`FaultFs`] but runs every segment fsync
+/// through a hook: a deterministic way to make something happen while the log syncs.
+#[derive(Clone)]
+struct SyncHookFs {
+    inner: FaultFs,
+    sync: Arc<SyncFn>,
+}
+
+impl SyncHookFs {
+    fn new(
+        inner: FaultFs,
+        sync: impl Fn(&dyn WalFile) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        SyncHookFs { inner, sync: Arc::new(sync) }
+    }
+}
+
+impl std::fmt::Debug for SyncHookFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncHookFs").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+struct SyncHookFile {
+    inner: Box<dyn WalFile>,
+    sync: Arc<SyncFn>,
+}
+
+impl std::fmt::Debug for SyncHookFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncHookFile").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl WalFile for SyncHookFile {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        self.inner.append(buf)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        (self.sync)(&*self.inner)
+    }
+}
+
+impl FileSystem for SyncHookFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        let inner = self.inner.create(path)?;
+        Ok(Box::new(SyncHookFile { inner, sync: Arc::clone(&self.sync) }))
+    }
+    fn read(&self, path: &Path) -> io::Result<strata_wal::FileBytes> {
+        self.inner.read(path)
+    }
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.inner.truncate(path, len)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn lock_dir(&self, dir: &Path) -> io::Result<strata_wal::LockGuard> {
+        self.inner.lock_dir(dir)
+    }
+}
+
+/// The log the close test's hook appends to inside its next fsync, and what that append
+/// returned.
 #[derive(Debug, Default)]
 struct SyncHook {
     wal: Option<Arc<Wal>>,
     appended: Option<strata_wal::Result<u64>>,
 }
 
-/// A file system that appends one record (once) inside the next segment fsync, while the log
-/// holds none of its locks: a deterministic stand-in for another thread appending then.
-#[derive(Debug, Clone)]
-struct SyncHookFs {
-    inner: FaultFs,
-    hook: Arc<Mutex<SyncHook>>,
-}
-
-#[derive(Debug)]
-struct SyncHookFile {
-    inner: Box<dyn strata_wal::WalFile>,
-    hook: Arc<Mutex<SyncHook>>,
-}
-
-impl strata_wal::WalFile for SyncHookFile {
-    fn append(&self, buf: &[u8]) -> std::io::Result<()> {
-        self.inner.append(buf)
-    }
-
-    fn sync(&self) -> std::io::Result<()> {
-        let res = self.inner.sync();
-        let wal = self.hook.lock().expect("no panics").wal.take();
-        if let Some(wal) = wal {
-            let appended = wal.append(b"raced with close");
-            self.hook.lock().expect("no panics").appended = Some(appended);
-        }
-        res
-    }
-}
-
-impl FileSystem for SyncHookFs {
-    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn create(&self, path: &Path) -> std::io::Result<Box<dyn strata_wal::WalFile>> {
-        let inner = self.inner.create(path)?;
-        Ok(Box::new(SyncHookFile { inner, hook: Arc::clone(&self.hook) }))
-    }
-    fn read(&self, path: &Path) -> std::io::Result<strata_wal::FileBytes> {
-        self.inner.read(path)
-    }
-    fn truncate(&self, path: &Path, len: u64) -> std::io::Result<()> {
-        self.inner.truncate(path, len)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-        self.inner.sync_dir(dir)
-    }
-    fn lock_dir(&self, dir: &Path) -> std::io::Result<strata_wal::LockGuard> {
-        self.inner.lock_dir(dir)
-    }
-}
-
 #[test]
 fn an_append_acknowledged_while_close_syncs_is_durable_once_close_returns() -> anyhow::Result<()> {
     for policy in [SyncPolicy::Never, SyncPolicy::Interval(std::time::Duration::from_secs(3600))] {
         let fault = FaultFs::new();
-        let fs = SyncHookFs { inner: fault.clone(), hook: Arc::default() };
+        let hook = Arc::new(Mutex::new(SyncHook::default()));
+        // Appends one record (once) inside the next segment fsync, while the log holds none
+        // of its locks: a deterministic stand-in for another thread appending then.
+        let fs = {
+            let hook = Arc::clone(&hook);
+            SyncHookFs::new(fault.clone(), move |file| {
+                let res = file.sync();
+                let wal = hook.lock().expect("no panics").wal.take();
+                if let Some(wal) = wal {
+                    let appended = wal.append(b"raced with close");
+                    hook.lock().expect("no panics").appended = Some(appended);
+                }
+                res
+            })
+        };
         let wal = Arc::new(
             Wal::builder(DIR).file_system(Arc::new(fs.clone())).sync_policy(policy).open()?,
         );
         assert_eq!(wal.append(b"before close")?, 1);
-        fs.hook.lock().expect("no panics").wal = Some(Arc::clone(&wal));
+        hook.lock().expect("no panics").wal = Some(Arc::clone(&wal));
         // An append racing with close's final fsync must either be refused or be covered by
         // that fsync: close returning `Ok` promises every acknowledged record is durable.
         wal.close()?;
-        let appended = fs.hook.lock().expect("no panics").appended.take();
+        let appended = hook.lock().expect("no panics").appended.take();
         let expected = match appended {
             Some(Ok(seq)) => vec![1, seq],
             Some(Err(Error::Closed)) => vec![1],
