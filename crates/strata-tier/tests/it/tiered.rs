@@ -1363,20 +1363,26 @@ where
     panic!("not within {limit:?}: {what}");
 }
 
+/// A Redis tier over the test server at `url`, with short timeouts and reconnects.
 #[cfg(feature = "redis")]
-async fn near_over_redis(
-    url: String,
-    near: Arc<dyn Tier>,
-    registry: Option<Arc<Registry>>,
-) -> TieredCache<String, String> {
-    let redis = strata_tier::redis::RedisTier::builder(url)
+async fn redis_tier(url: String) -> strata_tier::redis::RedisTier {
+    strata_tier::redis::RedisTier::builder(url)
         .prefix("tiered-test")
         .timeout(Duration::from_millis(300))
         .max_reconnect_delay(Duration::from_millis(200))
         .liveness_interval(Duration::from_millis(200))
         .build()
         .await
-        .expect("redis tier");
+        .expect("redis tier")
+}
+
+#[cfg(feature = "redis")]
+async fn near_over_redis(
+    url: String,
+    near: Arc<dyn Tier>,
+    registry: Option<Arc<Registry>>,
+) -> TieredCache<String, String> {
+    let redis = redis_tier(url).await;
     let mut b = TieredCache::builder()
         .tier(near)
         .tier(Arc::new(redis))
@@ -1734,13 +1740,7 @@ async fn one_shared_tier_instance_serves_one_cache_at_a_time() {
     let Some(server) = crate::redis_server::RedisServer::start("one_shared_tier_instance") else {
         return;
     };
-    let redis = strata_tier::redis::RedisTier::builder(server.url())
-        .prefix("tiered-test")
-        .timeout(Duration::from_millis(300))
-        .build()
-        .await
-        .expect("redis tier");
-    let redis: Arc<dyn Tier> = Arc::new(redis);
+    let redis: Arc<dyn Tier> = Arc::new(redis_tier(server.url()).await);
     let build =
         || TieredCache::<String, String>::builder().tier(mem("near")).tier(redis.clone()).build();
     let a = build().expect("the first cache over the tier");
