@@ -194,7 +194,7 @@ pub fn encode_header(kind: FileKind, id: u64) -> [u8; HEADER_LEN] {
     });
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     h[12..20].copy_from_slice(&id.to_le_bytes());
-    let crc = crc32c::crc32c(&h[..20]);
+    let crc = crate::crc::checksum(&h[..20]);
     h[20..24].copy_from_slice(&crc.to_le_bytes());
     h
 }
@@ -221,7 +221,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<FileHeader, HeaderError> {
         return Err(HeaderError::Corrupt(CorruptionKind::BadMagic));
     };
     let stored = le_u32(bytes, 20);
-    let computed = crc32c::crc32c(&bytes[..20]);
+    let computed = crate::crc::checksum(&bytes[..20]);
     if stored != computed {
         return Err(HeaderError::Corrupt(CorruptionKind::ChecksumMismatch { stored, computed }));
     }
@@ -236,38 +236,44 @@ pub fn decode_header(bytes: &[u8]) -> Result<FileHeader, HeaderError> {
 /// which is at most [`MAX_PAYLOAD_LIMIT`].
 pub fn encode_frame(out: &mut Vec<u8>, ty: RecordType, seq: u64, payload: &[u8]) {
     debug_assert!(payload.len() <= MAX_PAYLOAD_LIMIT);
-    let start = out.len();
-    out.resize(start + FRAME_OVERHEAD, 0);
+    out.reserve(FRAME_OVERHEAD + payload.len());
+    out.extend_from_slice(&frame_header(ty, seq, payload));
     out.extend_from_slice(payload);
-    finish_frame(&mut out[start..], ty, seq);
 }
 
 /// Writes one frame into `out`, which must be exactly `FRAME_OVERHEAD + payload.len()` bytes
 /// (the log's memory-mapped segments take frames this way, with no copy in between). The
 /// caller has checked `payload.len()` against its maximum. Returns `false`, writing nothing,
 /// if `out` has the wrong length.
+///
+/// Only stores into `out`: the checksum is taken over the header, built on the stack, and
+/// over `payload` where it is, so no byte just written to a page of the map is read back.
+/// (Reading back a frame just stored into the map waited for those stores to reach the
+/// cache, a miss for the first store into each line of a fresh page.)
 pub fn encode_frame_into(out: &mut [u8], ty: RecordType, seq: u64, payload: &[u8]) -> bool {
     debug_assert!(payload.len() <= MAX_PAYLOAD_LIMIT);
     if out.len() != FRAME_OVERHEAD + payload.len() {
         return false;
     }
-    out[FRAME_OVERHEAD..].copy_from_slice(payload);
-    finish_frame(out, ty, seq);
+    let (head, body) = out.split_at_mut(FRAME_OVERHEAD);
+    head.copy_from_slice(&frame_header(ty, seq, payload));
+    body.copy_from_slice(payload);
     true
 }
 
-/// Fills in the header of `frame`, whose payload is already in place after
-/// [`FRAME_OVERHEAD`] bytes: length, type, sequence number, and last the CRC over them and
-/// the payload.
-fn finish_frame(frame: &mut [u8], ty: RecordType, seq: u64) {
-    let len = frame.len() - FRAME_OVERHEAD;
+/// The header of the frame of `payload`: the CRC over the rest of the header and the
+/// payload, the length, the type and the sequence number.
+#[inline]
+fn frame_header(ty: RecordType, seq: u64, payload: &[u8]) -> [u8; FRAME_OVERHEAD] {
+    let mut h = [0u8; FRAME_OVERHEAD];
     // The length fits in a u32 because callers enforce a maximum below MAX_PAYLOAD_LIMIT; the
     // saturation only guards against misuse, and would then fail the decoder's length check.
-    frame[4..8].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
-    frame[8] = ty.to_byte();
-    frame[9..FRAME_OVERHEAD].copy_from_slice(&seq.to_le_bytes());
-    let crc = crc32c::crc32c(&frame[4..]);
-    frame[..4].copy_from_slice(&crc.to_le_bytes());
+    h[4..8].copy_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
+    h[8] = ty.to_byte();
+    h[9..].copy_from_slice(&seq.to_le_bytes());
+    let crc = crate::crc::append(crate::crc::checksum(&h[4..]), payload);
+    h[..4].copy_from_slice(&crc.to_le_bytes());
+    h
 }
 
 /// A frame decoded in place.
@@ -314,7 +320,7 @@ pub fn decode_frame(buf: &[u8], max_payload: usize) -> Result<Frame<'_>, Corrupt
             available: buf.len() as u64,
         });
     }
-    let computed = crc32c::crc32c(&buf[4..total]);
+    let computed = crate::crc::checksum(&buf[4..total]);
     if stored != computed {
         return Err(CorruptionKind::ChecksumMismatch { stored, computed });
     }

@@ -52,6 +52,7 @@
 
 mod check;
 mod checkpoint;
+mod crc;
 mod error;
 pub mod fault;
 pub mod format;

@@ -1,7 +1,8 @@
-//! The one place that needs `unsafe`: mapping log files, read-only for recovery and replay,
-//! and read-write for the active segment of a log that does not fsync every append.
-// Memory-mapping a file is unsafe in memmap2's API; this module is the only exception to the
-// workspace's `unsafe_code = "deny"`, and the SAFETY comment below says why it is sound.
+//! Mapping log files, read-only for recovery and replay, and read-write for the active
+//! segment of a log that does not fsync every append.
+// Memory-mapping a file is unsafe in memmap2's API; this module and `crc` are the only
+// exceptions to the workspace's `unsafe_code = "deny"`, and the SAFETY comments say why each
+// use is sound.
 #![allow(unsafe_code)]
 
 use std::fs::File;

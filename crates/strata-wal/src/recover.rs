@@ -66,7 +66,7 @@ impl Manifest {
         b[12..20].copy_from_slice(&self.checkpoint_id.to_le_bytes());
         b[20..28].copy_from_slice(&self.covered_seq.to_le_bytes());
         b[28..36].copy_from_slice(&self.first_segment.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..36]);
+        let crc = crate::crc::checksum(&b[..36]);
         b[36..40].copy_from_slice(&crc.to_le_bytes());
         b
     }
@@ -91,7 +91,7 @@ impl Manifest {
         };
         let mut crc = [0u8; 4];
         crc.copy_from_slice(&b[36..40]);
-        if u32::from_le_bytes(crc) != crc32c::crc32c(&b[..36]) {
+        if u32::from_le_bytes(crc) != crate::crc::checksum(&b[..36]) {
             return Err(corrupt("checksum mismatch"));
         }
         let mut v = [0u8; 4];
