@@ -780,33 +780,37 @@ where
             // Only a compare-and-swap, which reads, needs the clear gate; see the module docs.
             let gate = expected.map(|_| inner.gate.read());
             // One step under the key's shard lock: check, version, log, apply. A failed
-            // append keeps the entry as it was.
-            let out = inner.cache.entry(key).and_compute_with(|current| {
+            // append keeps the entry as it was. The outcome comes back in two words set by
+            // the closure (a version of 0: not stored), not in the closure's return value.
+            let (mut seq, mut version) = (0u64, 0u64);
+            let logged = inner.cache.entry(key).and_compute_with(|current| {
                 if let Some(expected) = expected {
                     let current =
                         current.value().filter(|s| s.is_live(now)).map_or(0, |s| s.version());
                     if current != expected {
-                        return (Compute::Keep, Ok(Err(current)));
+                        seq = current;
+                        return (Compute::Keep, Ok(()));
                     }
                 }
-                let version = inner.take_versions(1);
+                version = inner.take_versions(1);
                 record::finish_put(buf, version, expires_at.map(|e| e.0));
                 match inner.append(buf) {
-                    Ok(seq) => {
+                    Ok(s) => {
+                        seq = s;
                         let stored = Stored::new(value, version, expires_at);
-                        (put_decision(stored, expires_at, now), Ok(Ok((seq, version))))
+                        (put_decision(stored, expires_at, now), Ok(()))
                     }
                     Err(e) => (Compute::Keep, Err(e)),
                 }
-            })?;
+            });
             drop(gate);
-            match out {
-                Ok((seq, version)) => {
-                    inner.wait(seq)?;
-                    Ok(Ok(version))
-                }
-                Err(current) => Ok(Err(current)),
+            logged?;
+            if version == 0 {
+                // The compare-and-swap found another version (held in `seq`).
+                return Ok(Err(seq));
             }
+            inner.wait(seq)?;
+            Ok(Ok(version))
         }
     }
 
