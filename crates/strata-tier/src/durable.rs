@@ -780,15 +780,16 @@ where
             // Only a compare-and-swap, which reads, needs the clear gate; see the module docs.
             let gate = expected.map(|_| inner.gate.read());
             // One step under the key's shard lock: check, version, log, apply. A failed
-            // append keeps the entry as it was. The outcome comes back in two words set by
-            // the closure (a version of 0: not stored), not in the closure's return value.
-            let (mut seq, mut version) = (0u64, 0u64);
+            // append keeps the entry as it was. The outcome comes back in words the closure
+            // sets (a version of 0: not stored), not in its return value, which the caller
+            // would read back with a wider load than the closure's stores (a stall).
+            let (mut seq, mut version, mut found) = (0u64, 0u64, 0u64);
             let logged = inner.cache.entry(key).and_compute_with(|current| {
                 if let Some(expected) = expected {
                     let current =
                         current.value().filter(|s| s.is_live(now)).map_or(0, |s| s.version());
                     if current != expected {
-                        seq = current;
+                        found = current;
                         return (Compute::Keep, Ok(()));
                     }
                 }
@@ -806,8 +807,8 @@ where
             drop(gate);
             logged?;
             if version == 0 {
-                // The compare-and-swap found another version (held in `seq`).
-                return Ok(Err(seq));
+                // The compare-and-swap found another version.
+                return Ok(Err(found));
             }
             inner.wait(seq)?;
             Ok(Ok(version))
