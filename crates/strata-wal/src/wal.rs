@@ -517,70 +517,92 @@ impl Shared {
         if payload.len() > self.max_record {
             return Err(Error::TooLarge { size: payload.len(), max: self.max_record });
         }
-        let seq = {
-            let mut log = self.log.lock();
-            Self::check_open(&log)?;
-            // Recovery rejects a record numbered u64::MAX (the counter could not move past
-            // it), so such an append would be acknowledged and then lost at the next open.
-            if log.next_seq == u64::MAX {
-                return Err(Error::SequenceExhausted);
-            }
-            let frame_len = (FRAME_OVERHEAD + payload.len()) as u64;
-            if log.active_len > HEADER_LEN as u64 && log.active_len + frame_len > self.segment_size
-            {
-                self.rotate(&mut log)?;
-            }
-            let seq = log.next_seq;
-            let at = usize::try_from(log.active_len).unwrap_or(usize::MAX);
-            let small = frame_len < MAPPED_COPY_MAX;
-            let frame = match log.map.as_mut() {
-                Some(m) if small => m.frame_mut(at, frame_len as usize).map(Some),
-                Some(m) if m.fits(at, frame_len as usize) => Some(None),
-                _ => None,
-            };
-            if let Some(into_map) = frame {
-                match into_map {
-                    // The fast path: the frame is encoded straight into the page cache (a
-                    // mapped segment has no write buffer: a copy into the map costs what one
-                    // into the buffer would, and survives a crash of the process).
-                    Some(out) => {
-                        format::encode_frame_into(out, RecordType::Data, seq, payload);
-                    }
-                    // A large frame fills whole pages, which a positioned write fills without
-                    // the page faults and zeroing a first store into each page costs; it
-                    // lands at the same place, in the same page cache.
-                    None => {
-                        let mut buf = std::mem::take(&mut log.buf);
-                        format::encode_frame(&mut buf, RecordType::Data, seq, payload);
-                        let written = log.map.as_mut().map_or(Ok(()), |m| m.write_at(at, &buf));
-                        buf.clear();
-                        log.buf = buf;
-                        written.map_err(|e| self.active_failed(&mut log, "append", e))?;
-                    }
-                }
-                self.appended(&mut log, frame_len);
-                return Ok(seq);
-            }
-            // A frame that does not fit in the rest of the map goes through the file.
-            if log.map.is_some() {
-                self.seal(&mut log)?;
-            }
-            // `buf` holds the frames not yet written: none when `write_buffer` is 0.
-            format::encode_frame(&mut log.buf, RecordType::Data, seq, payload);
-            if log.buf.len() >= self.write_buffer {
-                self.write_out(&mut log)?;
-            }
-            self.appended(&mut log, frame_len);
-            if self.policy == SyncPolicy::Always && !self.group_commit {
-                if let Err(e) = self.sync_segment(&*log.active, seq) {
-                    return Err(self.active_failed(&mut log, "fsync segment", e));
-                }
-                let mut d = self.durable.lock();
-                d.durable_seq = d.durable_seq.max(seq);
-                return Ok(seq);
-            }
-            seq
+        let mut log = self.log.lock();
+        Self::check_appendable(&log)?;
+        self.append_locked(&mut log, payload)
+    }
+
+    /// [`Shared::append_nowait`] with the payload finished by `finish` under the log lock.
+    pub(crate) fn append_nowait_with(
+        &self,
+        payload: &mut Vec<u8>,
+        finish: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<u64> {
+        let mut log = self.log.lock();
+        Self::check_appendable(&log)?;
+        finish(payload);
+        if payload.len() > self.max_record {
+            return Err(Error::TooLarge { size: payload.len(), max: self.max_record });
+        }
+        self.append_locked(&mut log, payload)
+    }
+
+    /// Whether an append may go ahead.
+    fn check_appendable(log: &LogState) -> Result<()> {
+        Self::check_open(log)?;
+        // Recovery rejects a record numbered u64::MAX (the counter could not move past it),
+        // so such an append would be acknowledged and then lost at the next open.
+        if log.next_seq == u64::MAX {
+            return Err(Error::SequenceExhausted);
+        }
+        Ok(())
+    }
+
+    /// The body of an append, once the payload is known to fit and the log to be open.
+    fn append_locked(&self, log: &mut LogState, payload: &[u8]) -> Result<u64> {
+        let frame_len = (FRAME_OVERHEAD + payload.len()) as u64;
+        if log.active_len > HEADER_LEN as u64 && log.active_len + frame_len > self.segment_size {
+            self.rotate(log)?;
+        }
+        let seq = log.next_seq;
+        let at = usize::try_from(log.active_len).unwrap_or(usize::MAX);
+        let small = frame_len < MAPPED_COPY_MAX;
+        let frame = match log.map.as_mut() {
+            Some(m) if small => m.frame_mut(at, frame_len as usize).map(Some),
+            Some(m) if m.fits(at, frame_len as usize) => Some(None),
+            _ => None,
         };
+        if let Some(into_map) = frame {
+            match into_map {
+                // The fast path: the frame is encoded straight into the page cache (a
+                // mapped segment has no write buffer: a copy into the map costs what one
+                // into the buffer would, and survives a crash of the process).
+                Some(out) => {
+                    format::encode_frame_into(out, RecordType::Data, seq, payload);
+                }
+                // A large frame fills whole pages, which a positioned write fills without
+                // the page faults and zeroing a first store into each page costs; it
+                // lands at the same place, in the same page cache.
+                None => {
+                    let mut buf = std::mem::take(&mut log.buf);
+                    format::encode_frame(&mut buf, RecordType::Data, seq, payload);
+                    let written = log.map.as_mut().map_or(Ok(()), |m| m.write_at(at, &buf));
+                    buf.clear();
+                    log.buf = buf;
+                    written.map_err(|e| self.active_failed(log, "append", e))?;
+                }
+            }
+            self.appended(log, frame_len);
+            return Ok(seq);
+        }
+        // A frame that does not fit in the rest of the map goes through the file.
+        if log.map.is_some() {
+            self.seal(log)?;
+        }
+        // `buf` holds the frames not yet written: none when `write_buffer` is 0.
+        format::encode_frame(&mut log.buf, RecordType::Data, seq, payload);
+        if log.buf.len() >= self.write_buffer {
+            self.write_out(log)?;
+        }
+        self.appended(log, frame_len);
+        if self.policy == SyncPolicy::Always && !self.group_commit {
+            if let Err(e) = self.sync_segment(&*log.active, seq) {
+                return Err(self.active_failed(log, "fsync segment", e));
+            }
+            let mut d = self.durable.lock();
+            d.durable_seq = d.durable_seq.max(seq);
+            return Ok(seq);
+        }
         Ok(seq)
     }
 
@@ -751,6 +773,27 @@ impl Wal {
     /// As [`Wal::append`].
     pub fn append_nowait(&self, payload: &[u8]) -> Result<u64> {
         self.shared.append_nowait(payload)
+    }
+
+    /// [`Wal::append_nowait`] for a payload whose end is written under the log's lock: `finish`
+    /// is called on `payload` with the lock held, once the log is known to be open, and what
+    /// it leaves in `payload` is appended. Appends are ordered by the lock, so whatever
+    /// `finish` takes from a counter of its own (a version, say) increases in log order, and a
+    /// counter only ever changed there needs no atomic read-modify-write.
+    ///
+    /// `finish` runs while every other append waits: it should only write a few bytes. It is
+    /// not called if the log is closed or poisoned; if it is called and the append then
+    /// fails, whatever it took is skipped, never logged.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append`]; [`Error::TooLarge`] is decided on the finished payload.
+    pub fn append_nowait_with(
+        &self,
+        payload: &mut Vec<u8>,
+        finish: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<u64> {
+        self.shared.append_nowait_with(payload, finish)
     }
 
     /// Waits until every record up to sequence number `seq` is durable, fsyncing (as the

@@ -260,6 +260,52 @@ fn append_nowait_is_durable_only_after_wait_durable() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `finish` writes is decided under the log lock: a counter it changes with a plain load
+/// and store (no read-modify-write) still hands out each number once, in log order, across
+/// concurrent appenders and segment rotations; a payload that `finish` makes too large is
+/// refused and nothing is written; a closed log never calls `finish`.
+#[test]
+fn append_nowait_with_finishes_the_payload_in_log_order() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let tmp = tempfile::tempdir()?;
+    let wal = Wal::builder(tmp.path()).segment_size(16 << 10).max_record_size(64).open()?;
+    let counter = AtomicU64::new(100);
+    let (threads, per) = (4u64, 500u64);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (wal, counter) = (&wal, &counter);
+            s.spawn(move || {
+                for _ in 0..per {
+                    let mut payload = vec![t as u8];
+                    wal.append_nowait_with(&mut payload, |p| {
+                        let n = counter.load(Ordering::Relaxed);
+                        counter.store(n + 1, Ordering::Relaxed);
+                        p.extend_from_slice(&n.to_le_bytes());
+                    })
+                    .expect("append");
+                }
+            });
+        }
+    });
+    let mut oversized = vec![0u8; 60];
+    let refused = wal.append_nowait_with(&mut oversized, |p| p.extend_from_slice(&[1; 8]));
+    assert!(matches!(refused, Err(Error::TooLarge { size: 68, max: 64 })), "{refused:?}");
+    wal.flush_durable()?;
+    let records = replay_all(&wal)?;
+    assert_eq!(records.len() as u64, threads * per, "the refused payload is not in the log");
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+        let n = u64::from_le_bytes(r.payload[1..9].try_into()?);
+        assert_eq!(n, 100 + i as u64, "record {} took number {n}", r.seq);
+    }
+    wal.close()?;
+    let mut called = false;
+    let closed = wal.append_nowait_with(&mut Vec::new(), |_| called = true);
+    assert!(matches!(closed, Err(Error::Closed)), "{closed:?}");
+    assert!(!called, "finish is not called on a closed log");
+    Ok(())
+}
+
 #[test]
 fn a_write_buffer_collects_frames_until_full_or_flushed() -> anyhow::Result<()> {
     assert!(matches!(
