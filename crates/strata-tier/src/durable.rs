@@ -44,27 +44,29 @@
 //! **Write path.** Keys and values are encoded first, outside every lock: an encoding error or
 //! an oversized value returns an error and changes nothing. Then, with the key's shard
 //! write-locked (`EntryRef::and_compute_with` for a single-key write, `Cache::atomically` for
-//! a remove and a transaction), the version is taken, the record is appended to the WAL
-//! (handed to the OS, not yet fsynced) and the value is applied in memory. Holding the shard
-//! lock across append and apply makes the per-key log order equal the apply order, and means
-//! no reader sees a value before its record is in the log. The wait for durability happens
+//! a remove and a transaction), the record is appended to the WAL (handed to the OS, not yet
+//! fsynced) and the value is applied in memory. The record's version is taken inside the
+//! append, under the WAL's lock ([`Wal::append_nowait_with`]), so versions increase in log
+//! order and taking one needs no atomic read-modify-write. Holding the shard lock across
+//! append and apply makes the per-key log order equal the apply order, and means no reader
+//! sees a value before its record is in the log. The wait for durability happens
 //! *after* the lock is released ([`Wal::append_nowait`] then [`Wal::wait_durable`]), so under
 //! [`SyncPolicy::Always`] committers on different shards share one fsync (group commit).
 //! An operation returns once the WAL has honoured the policy. Under `Interval` and `Never`
 //! the WAL copies records into a memory-mapped segment (no system call per write; the copy
 //! is in the page cache, so it survives a process crash as a `write` would).
 //!
-//! **Clear.** [`DurableCache::clear`] takes a version `c`, logs `Clear { c }` and removes from
-//! memory, shard by shard, every entry whose version is below `c`; recovery does the same,
-//! and also skips every later-logged put whose version is below `c`. Writes that read
-//! (compare-and-swap, remove, which returns the old value, and transaction commits) hold a
-//! shared `gate` lock that clear holds exclusively, so they never see half a clear. A plain
-//! insert does without (two atomic operations fewer on the hottest path), and still agrees
-//! with the log: it takes its version and applies its value within one hold of its shard
-//! lock, so if its version is below `c`, its hold came before the clear reached that shard
-//! (the clear took `c` before), and the clear removes it, as recovery does (its record may
-//! come after the clear's, hence the skip); if its version is above `c`, it stays in memory
-//! and in the log alike.
+//! **Clear.** [`DurableCache::clear`] logs `Clear { c }`, taking the version `c` as any write
+//! does, and removes from memory, shard by shard, every entry whose version is below `c`;
+//! recovery does the same, and also skips every later-logged put whose version is below `c`
+//! (logs written before versions were taken under the WAL's lock can hold such puts). Writes
+//! that read (compare-and-swap, remove, which returns the old value, and transaction commits)
+//! hold a shared `gate` lock that clear holds exclusively, so they never see half a clear. A
+//! plain insert does without (two atomic operations fewer on the hottest path), and still
+//! agrees with the log: it takes its version and applies its value within one hold of its shard
+//! lock, so if its version is below `c`, its record came before the clear's, its hold before
+//! the clear reached that shard, and the clear removes it, as recovery does; if its version
+//! is above `c`, it stays in memory and in the log alike.
 //!
 //! **Expiry.** A TTL becomes an absolute wall-clock [`ExpiresAt`] (from the clock's
 //! [`wall`](strata_core::Clock::wall)) where the write happens, and is logged as such. In
@@ -418,9 +420,11 @@ pub(crate) struct Inner<K, V> {
     keys: Arc<dyn Codec<K>>,
     values: Arc<dyn Codec<V>>,
     clock: Arc<dyn Clock>,
-    /// The next version to hand out. Taken with `fetch_add` under the written key's shard
-    /// lock (see the module docs); `Relaxed` suffices because the shard lock orders the
-    /// writes of one key, and versions of different keys only need to be distinct.
+    /// The next version to hand out. Changed only in [`Inner::append`], under the WAL's lock
+    /// (and at open, before anyone else can): versions increase in log order, and a plain
+    /// load and store take one, with no atomic read-modify-write. Checkpoints read it
+    /// without the lock; any value since their snapshot began is high enough (see
+    /// `LogRecord::Floor`).
     next_version: AtomicU64,
     /// Compare-and-swap, remove and transaction commits hold it shared,
     /// [`DurableCache::clear`] exclusively; plain inserts do without (see the module docs).
@@ -713,9 +717,7 @@ where
             let now = inner.clock.wall();
             let gate = inner.gate.read();
             let (seq, old) = inner.cache.atomically([key], |a| -> Result<_> {
-                let version = inner.take_versions(1);
-                record::finish_remove(buf, version);
-                let seq = inner.append(buf)?;
+                let (seq, _) = inner.append(buf, 1, record::finish_remove)?;
                 let old = a.remove(key)?;
                 Ok((seq, old.filter(|s| s.is_live(now)).map(|s| s.value)))
             })?;
@@ -734,15 +736,13 @@ where
         let inner = &*self.inner;
         inner.check_open()?;
         let gate = inner.gate.write();
-        let version = inner.take_versions(1);
-        // Published before the record is logged: a checkpoint whose snapshot covers the
-        // record then leaves out what the clear removes (see the module docs).
-        inner.cleared_below.fetch_max(version, Ordering::SeqCst);
         let mut buf = Vec::new();
-        LogRecord::Clear { version }
-            .encode(&mut buf)
-            .map_err(|e| Error::Codec(format!("cannot encode a log record: {e}")))?;
-        let seq = inner.append(&buf)?;
+        let (seq, version) = inner.append(&mut buf, 1, |buf, version| {
+            // Published before the record is logged: a checkpoint whose snapshot covers the
+            // record then leaves out what the clear removes (see the module docs).
+            inner.cleared_below.fetch_max(version, Ordering::SeqCst);
+            record::clear(buf, version);
+        })?;
         // Only what was written before the clear: a plain insert does not wait for the gate,
         // and one that took a later version stays.
         inner.cache.invalidate_if(|_, s| s.version() < version);
@@ -793,11 +793,11 @@ where
                         return (Compute::Keep, Ok(()));
                     }
                 }
-                version = inner.take_versions(1);
-                record::finish_put(buf, version, expires_at.map(|e| e.0));
-                match inner.append(buf) {
-                    Ok(s) => {
-                        seq = s;
+                let finish =
+                    |buf: &mut Vec<u8>, v| record::finish_put(buf, v, expires_at.map(|e| e.0));
+                match inner.append(buf, 1, finish) {
+                    Ok((s, v)) => {
+                        (seq, version) = (s, v);
                         let stored = Stored::new(value, version, expires_at);
                         (put_decision(stored, expires_at, now), Ok(()))
                     }
@@ -913,15 +913,29 @@ where
         }
     }
 
-    /// Takes `n` consecutive versions; call with the written keys' shards locked.
-    fn take_versions(&self, n: u64) -> u64 {
-        self.next_version.fetch_add(n, Ordering::Relaxed)
-    }
-
-    /// Appends a record without waiting for the fsync, and wakes the checkpoint thread when
-    /// the log has grown past the threshold.
-    fn append(&self, record: &[u8]) -> Result<u64> {
-        let seq = self.wal.append_nowait(record).map_err(wal_err)?;
+    /// Appends the record begun in `record` once `finish` has ended it with its versions:
+    /// `n` consecutive ones, the first passed to `finish` and returned after the record's
+    /// sequence number. Call with the shard of every key the record writes locked. Does not
+    /// wait for the fsync; wakes the checkpoint thread when the log has grown past the
+    /// threshold.
+    fn append(
+        &self,
+        record: &mut Vec<u8>,
+        n: u64,
+        finish: impl FnOnce(&mut Vec<u8>, u64),
+    ) -> Result<(u64, u64)> {
+        let mut version = 0;
+        let seq = self
+            .wal
+            .append_nowait_with(record, |record| {
+                // The only place versions are taken, with the log locked: a plain load and
+                // store hand each out once (an atomic read-modify-write here cost a durable
+                // insert about 5%), and versions increase in log order.
+                version = self.next_version.load(Ordering::Relaxed);
+                self.next_version.store(version.saturating_add(n), Ordering::Relaxed);
+                finish(record, version);
+            })
+            .map_err(wal_err)?;
         // Looked at every 64th record: reading the log's byte count costs no atomic
         // read-modify-write, and a threshold of megabytes need not be met to the byte. A
         // record of a 64th of the threshold or more is looked at too, so that large values
@@ -937,7 +951,7 @@ where
                 self.signal.request();
             }
         }
-        Ok(seq)
+        Ok((seq, version))
     }
 
     /// Waits for `seq` as the sync policy requires (only `Always` waits).
@@ -979,9 +993,7 @@ where
         // in the tail (see the module docs).
         let cleared = self.cleared_below.load(Ordering::SeqCst);
         if cleared > 0 {
-            LogRecord::Clear { version: cleared }
-                .encode(&mut buf)
-                .map_err(|e| Error::Codec(format!("cannot encode a snapshot record: {e}")))?;
+            LogRecord::Clear { version: cleared }.encode(&mut buf);
             cp.append(&buf).map_err(wal_err)?;
         }
         for (key, stored) in self.cache.iter() {
@@ -999,14 +1011,12 @@ where
                 version: stored.version(),
                 expires_at: stored.expires_at().map(|e| e.0),
             })
-            .encode(&mut buf)
-            .map_err(|e| Error::Codec(format!("cannot encode a snapshot record: {e}")))?;
+            .encode(&mut buf);
             cp.append(&buf).map_err(wal_err)?;
         }
         buf.clear();
         LogRecord::Floor { next_version: self.next_version.load(Ordering::Relaxed) }
-            .encode(&mut buf)
-            .map_err(|e| Error::Codec(format!("cannot encode a snapshot record: {e}")))?;
+            .encode(&mut buf);
         cp.append(&buf).map_err(wal_err)?;
         let info = cp.finish().map_err(wal_err)?;
         self.checkpoints.fetch_add(1, Ordering::Relaxed);

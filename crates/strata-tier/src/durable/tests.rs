@@ -76,7 +76,7 @@ fn stored_values_pack_into_a_tagless_slot_and_keep_their_fields() {
 /// Appends `rec` to `wal` as the durable cache would.
 fn log(wal: &Wal, rec: LogRecord<'_>) -> Result<()> {
     let mut buf = Vec::new();
-    rec.encode(&mut buf).map_err(|e| Error::Codec(e.to_string()))?;
+    rec.encode(&mut buf);
     wal.append(&buf)?;
     Ok(())
 }

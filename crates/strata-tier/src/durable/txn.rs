@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::record::{LogRecord, Op, Put, Remove};
+use super::record::{self, Op, Put, Remove};
 use super::{wal_err, DurableCache, Inner, Stored};
 use crate::{Error, ExpiresAt, Result};
 use strata_wal::SyncPolicy;
@@ -174,26 +174,23 @@ where
                     return Ok(None);
                 }
             }
-            let n = writes.len() as u64;
-            let base = inner.take_versions(n);
-            let ops: Vec<Op<'_>> = writes
-                .values()
-                .zip(base..)
-                .map(|(w, version)| match w {
+            // The record is written under the log's lock, where its versions are taken; the
+            // keys and values in it were encoded when the transaction wrote them.
+            let mut buf = Vec::new();
+            let (seq, base) = inner.append(&mut buf, writes.len() as u64, |buf, base| {
+                let ops = writes.values().enumerate().map(|(i, w)| match w {
                     Write::Put { key_bytes, value_bytes, expires_at, .. } => Op::Put(Put {
                         key: key_bytes,
                         value: value_bytes,
-                        version,
+                        version: base + i as u64,
                         expires_at: expires_at.map(|e| e.0),
                     }),
-                    Write::Remove { key_bytes } => Op::Remove(Remove { key: key_bytes, version }),
-                })
-                .collect();
-            let mut buf = Vec::new();
-            LogRecord::Txn(ops)
-                .encode(&mut buf)
-                .map_err(|e| Error::Codec(format!("cannot encode a transaction record: {e}")))?;
-            let seq = inner.append(&buf)?;
+                    Write::Remove { key_bytes } => {
+                        Op::Remove(Remove { key: key_bytes, version: base + i as u64 })
+                    }
+                });
+                record::txn(buf, ops);
+            })?;
             // The same iteration order as above, so each write gets the version it was
             // logged with.
             for ((key, w), version) in writes.iter().zip(base..) {
