@@ -268,11 +268,13 @@ fn frame_header(ty: RecordType, seq: u64, payload: &[u8]) -> [u8; FRAME_OVERHEAD
     let mut h = [0u8; FRAME_OVERHEAD];
     // The length fits in a u32 because callers enforce a maximum below MAX_PAYLOAD_LIMIT; the
     // saturation only guards against misuse, and would then fail the decoder's length check.
-    h[4..8].copy_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
-    h[8] = ty.to_byte();
-    h[9..].copy_from_slice(&seq.to_le_bytes());
-    let crc = crate::crc::append(crate::crc::checksum(&h[4..]), payload);
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let ty = ty.to_byte();
+    let crc = crate::crc::append(crate::crc::of_fields(len, ty, seq), payload);
     h[..4].copy_from_slice(&crc.to_le_bytes());
+    h[4..8].copy_from_slice(&len.to_le_bytes());
+    h[8] = ty;
+    h[9..].copy_from_slice(&seq.to_le_bytes());
     h
 }
 
