@@ -90,8 +90,7 @@ impl LogRecord<'_> {
             }
             LogRecord::Remove(r) => {
                 out.push(REMOVE_TAG);
-                put_bytes(out, r.key);
-                finish_remove(out, r.version);
+                r.encode_fields(out);
             }
             LogRecord::Clear { version } => clear(out, *version),
             LogRecord::Txn(ops) => txn(out, ops.iter().cloned()),
@@ -136,8 +135,7 @@ pub(crate) fn txn<'a>(out: &mut Vec<u8>, ops: impl ExactSizeIterator<Item = Op<'
             }
             Op::Remove(r) => {
                 out.push(OP_REMOVE_TAG);
-                put_bytes(out, r.key);
-                finish_remove(out, r.version);
+                r.encode_fields(out);
             }
         }
     }
@@ -149,6 +147,14 @@ impl Put<'_> {
         put_bytes(out, self.key);
         put_bytes(out, self.value);
         finish_put(out, self.version, self.expires_at);
+    }
+}
+
+impl Remove<'_> {
+    /// The fields in postcard's encoding: a byte string and a varint.
+    fn encode_fields(&self, out: &mut Vec<u8>) {
+        put_bytes(out, self.key);
+        finish_remove(out, self.version);
     }
 }
 
