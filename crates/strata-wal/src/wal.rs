@@ -529,12 +529,40 @@ impl Shared {
         finish: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64> {
         let mut log = self.log.lock();
-        Self::check_appendable(&log)?;
+        self.finish_locked(&log, payload, finish)?;
+        self.append_locked(&mut log, payload)
+    }
+
+    /// [`Shared::append_nowait_with`], then `logged` under the lock once appended. (Kept
+    /// apart: the hot single-key path measured 2-3% slower through this one with an empty
+    /// `logged`.)
+    pub(crate) fn append_nowait_then(
+        &self,
+        payload: &mut Vec<u8>,
+        finish: impl FnOnce(&mut Vec<u8>),
+        logged: impl FnOnce(u64),
+    ) -> Result<u64> {
+        let mut log = self.log.lock();
+        self.finish_locked(&log, payload, finish)?;
+        let seq = self.append_locked(&mut log, payload)?;
+        logged(seq);
+        Ok(seq)
+    }
+
+    /// Calls `finish` once the log is known to take an append, and checks what it left.
+    #[inline]
+    fn finish_locked(
+        &self,
+        log: &LogState,
+        payload: &mut Vec<u8>,
+        finish: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<()> {
+        Self::check_appendable(log)?;
         finish(payload);
         if payload.len() > self.max_record {
             return Err(Error::TooLarge { size: payload.len(), max: self.max_record });
         }
-        self.append_locked(&mut log, payload)
+        Ok(())
     }
 
     /// Whether an append may go ahead.
@@ -781,9 +809,9 @@ impl Wal {
     /// `finish` takes from a counter of its own (a version, say) increases in log order, and a
     /// counter only ever changed there needs no atomic read-modify-write.
     ///
-    /// `finish` runs while every other append waits: it should only write a few bytes. It is
-    /// not called if the log is closed or poisoned; if it is called and the append then
-    /// fails, whatever it took is skipped, never logged.
+    /// `finish` runs while every other append waits: it should do little. It is not called if
+    /// the log is closed or poisoned; if it is called and the append then fails, whatever it
+    /// took is skipped, never logged.
     ///
     /// # Errors
     ///
@@ -794,6 +822,23 @@ impl Wal {
         finish: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64> {
         self.shared.append_nowait_with(payload, finish)
+    }
+
+    /// [`Wal::append_nowait_with`], then, only if the record was appended and with the lock
+    /// still held, `logged` with its sequence number: what `logged` publishes is seen by every
+    /// later append and by every checkpoint whose snapshot covers the record, and never for a
+    /// record that failed to append. It too should do little.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append_nowait_with`].
+    pub fn append_nowait_then(
+        &self,
+        payload: &mut Vec<u8>,
+        finish: impl FnOnce(&mut Vec<u8>),
+        logged: impl FnOnce(u64),
+    ) -> Result<u64> {
+        self.shared.append_nowait_then(payload, finish, logged)
     }
 
     /// Waits until every record up to sequence number `seq` is durable, fsyncing (as the

@@ -262,47 +262,74 @@ fn append_nowait_is_durable_only_after_wait_durable() -> anyhow::Result<()> {
 
 /// What `finish` writes is decided under the log lock: a counter it changes with a plain load
 /// and store (no read-modify-write) still hands out each number once, in log order, across
-/// concurrent appenders and segment rotations; a payload that `finish` makes too large is
-/// refused and nothing is written; a closed log never calls `finish`.
+/// concurrent appenders and segment rotations, and `logged` sees each record's number; a
+/// payload that `finish` makes too large is refused, nothing is written and `logged` is not
+/// called; a closed log calls neither.
 #[test]
-fn append_nowait_with_finishes_the_payload_in_log_order() -> anyhow::Result<()> {
+fn append_nowait_with_and_then_finish_the_payload_in_log_order() -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
     let tmp = tempfile::tempdir()?;
     let wal = Wal::builder(tmp.path()).segment_size(16 << 10).max_record_size(64).open()?;
     let counter = AtomicU64::new(100);
+    let logged = AtomicU64::new(0);
     let (threads, per) = (4u64, 500u64);
     std::thread::scope(|s| {
         for t in 0..threads {
-            let (wal, counter) = (&wal, &counter);
+            let (wal, counter, logged) = (&wal, &counter, &logged);
             s.spawn(move || {
                 for _ in 0..per {
                     let mut payload = vec![t as u8];
-                    wal.append_nowait_with(&mut payload, |p| {
-                        let n = counter.load(Ordering::Relaxed);
-                        counter.store(n + 1, Ordering::Relaxed);
-                        p.extend_from_slice(&n.to_le_bytes());
-                    })
-                    .expect("append");
+                    let mut taken = 0;
+                    let seq = wal
+                        .append_nowait_then(
+                            &mut payload,
+                            |p| {
+                                taken = counter.load(Ordering::Relaxed);
+                                counter.store(taken + 1, Ordering::Relaxed);
+                                p.extend_from_slice(&taken.to_le_bytes());
+                            },
+                            // Under the lock too: the previous record's number, plus one.
+                            |seq| {
+                                assert_eq!(logged.load(Ordering::Relaxed) + 1, seq);
+                                logged.store(seq, Ordering::Relaxed);
+                            },
+                        )
+                        .expect("append");
+                    assert_eq!(taken, 99 + seq, "record {seq} took number {taken}");
                 }
             });
         }
     });
     let mut oversized = vec![0u8; 60];
-    let refused = wal.append_nowait_with(&mut oversized, |p| p.extend_from_slice(&[1; 8]));
+    let refused = wal.append_nowait_then(
+        &mut oversized,
+        |p| p.extend_from_slice(&[1; 8]),
+        |_| panic!("a refused record is not logged"),
+    );
     assert!(matches!(refused, Err(Error::TooLarge { size: 68, max: 64 })), "{refused:?}");
+    assert_eq!(logged.load(Ordering::Relaxed), threads * per);
+    // The plain form: finished under the lock, in order after the others.
+    let seq = wal.append_nowait_with(&mut vec![9], |p| {
+        p.extend_from_slice(&counter.load(Ordering::Relaxed).to_le_bytes());
+    })?;
+    assert_eq!(seq, threads * per + 1);
     wal.flush_durable()?;
     let records = replay_all(&wal)?;
-    assert_eq!(records.len() as u64, threads * per, "the refused payload is not in the log");
+    assert_eq!(records.len() as u64, threads * per + 1, "the refused payload is not in the log");
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r.seq, i as u64 + 1);
         let n = u64::from_le_bytes(r.payload[1..9].try_into()?);
         assert_eq!(n, 100 + i as u64, "record {} took number {n}", r.seq);
     }
     wal.close()?;
-    let mut called = false;
-    let closed = wal.append_nowait_with(&mut Vec::new(), |_| called = true);
+    let closed = wal.append_nowait_then(
+        &mut Vec::new(),
+        |_| panic!("finish is not called on a closed log"),
+        |_| panic!("nor logged"),
+    );
     assert!(matches!(closed, Err(Error::Closed)), "{closed:?}");
-    assert!(!called, "finish is not called on a closed log");
+    let closed = wal.append_nowait_with(&mut Vec::new(), |_| panic!("nor here"));
+    assert!(matches!(closed, Err(Error::Closed)), "{closed:?}");
     Ok(())
 }
 
