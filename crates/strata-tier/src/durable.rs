@@ -110,8 +110,10 @@
 //! 4. A clear after `S` removes exactly the entries with lower versions, as it did in memory.
 //!    A clear logged up to `S` may still be removing entries while the snapshot is taken:
 //!    the snapshot leaves out every entry with a version below the latest clear's (published
-//!    before that clear's record is logged), and starts with a `Clear` record of that version,
-//!    so that replay also skips a raced insert of a lower version in the tail.
+//!    under the log's lock once that clear's record is logged, so never for a clear that
+//!    failed), and starts with a `Clear` record of that version, so that replay also skips an
+//!    insert of a lower version in the tail (only older logs hold one: versions now increase
+//!    in log order).
 //!
 //! # Transactions
 //!
@@ -737,11 +739,12 @@ where
         inner.check_open()?;
         let gate = inner.gate.write();
         let mut buf = Vec::new();
-        let (seq, version) = inner.append(&mut buf, 1, |buf, version| {
-            // Published before the record is logged: a checkpoint whose snapshot covers the
-            // record then leaves out what the clear removes (see the module docs).
+        // Published once the record is logged, before the log's lock is released: a
+        // checkpoint whose snapshot covers the record then leaves out what the clear removes
+        // (see the module docs), and a clear that failed to log removes nothing, in memory
+        // or from a checkpoint.
+        let (seq, version) = inner.append_then(&mut buf, 1, record::clear, |version| {
             inner.cleared_below.fetch_max(version, Ordering::SeqCst);
-            record::clear(buf, version);
         })?;
         // Only what was written before the clear: a plain insert does not wait for the gate,
         // and one that took a later version stays.
@@ -916,8 +919,7 @@ where
     /// Appends the record begun in `record` once `finish` has ended it with its versions:
     /// `n` consecutive ones, the first passed to `finish` and returned after the record's
     /// sequence number. Call with the shard of every key the record writes locked. Does not
-    /// wait for the fsync; wakes the checkpoint thread when the log has grown past the
-    /// threshold.
+    /// wait for the fsync.
     fn append(
         &self,
         record: &mut Vec<u8>,
@@ -927,22 +929,61 @@ where
         let mut version = 0;
         let seq = self
             .wal
-            .append_nowait_with(record, |record| {
-                // The only place versions are taken, with the log locked: a plain load and
-                // store hand each out once (an atomic read-modify-write here cost a durable
-                // insert about 5%), and versions increase in log order.
-                version = self.next_version.load(Ordering::Relaxed);
-                self.next_version.store(version.saturating_add(n), Ordering::Relaxed);
-                finish(record, version);
-            })
+            .append_nowait_with(record, |record| version = self.take_versions(n, record, finish))
             .map_err(wal_err)?;
+        self.appended(seq, record.len());
+        Ok((seq, version))
+    }
+
+    /// [`Inner::append`], calling `logged` with the first version once the record is in the
+    /// log, still under the log's lock (see [`Wal::append_nowait_then`]); not if it failed.
+    fn append_then(
+        &self,
+        record: &mut Vec<u8>,
+        n: u64,
+        finish: impl FnOnce(&mut Vec<u8>, u64),
+        logged: impl FnOnce(u64),
+    ) -> Result<(u64, u64)> {
+        let version = std::cell::Cell::new(0);
+        let seq = self
+            .wal
+            .append_nowait_then(
+                record,
+                |record| version.set(self.take_versions(n, record, finish)),
+                |_| logged(version.get()),
+            )
+            .map_err(wal_err)?;
+        self.appended(seq, record.len());
+        Ok((seq, version.get()))
+    }
+
+    /// Takes `n` versions and ends `record` with the first; only ever called under the WAL's
+    /// lock, in a `finish` closure: so a plain load and store hand each version out once (an
+    /// atomic read-modify-write here cost a durable insert about 5%), and versions increase in
+    /// log order.
+    #[inline]
+    fn take_versions(
+        &self,
+        n: u64,
+        record: &mut Vec<u8>,
+        finish: impl FnOnce(&mut Vec<u8>, u64),
+    ) -> u64 {
+        let first = self.next_version.load(Ordering::Relaxed);
+        self.next_version.store(first.saturating_add(n), Ordering::Relaxed);
+        finish(record, first);
+        first
+    }
+
+    /// Wakes the checkpoint thread when the log has grown past the threshold.
+    #[inline]
+    fn appended(&self, seq: u64, len: usize) {
         // Looked at every 64th record: reading the log's byte count costs no atomic
         // read-modify-write, and a threshold of megabytes need not be met to the byte. A
         // record of a 64th of the threshold or more is looked at too, so that large values
         // cannot carry the log far past it (63 records of the largest size allowed would be
         // about 2 GiB).
         if let Some(limit) = self.checkpoint_bytes {
-            if (seq % CHECK_EVERY == 0 || record.len() as u64 >= limit / CHECK_EVERY)
+            if (seq % CHECK_EVERY == 0 || len as u64 >= limit / CHECK_EVERY)
                 && !self.checkpoint_due.load(Ordering::Relaxed)
                 && self.wal.appended_bytes().saturating_sub(self.since.load(Ordering::Relaxed))
                     >= limit
@@ -951,7 +992,6 @@ where
                 self.signal.request();
             }
         }
-        Ok((seq, version))
     }
 
     /// Waits for `seq` as the sync policy requires (only `Always` waits).

@@ -175,8 +175,20 @@ where
                 }
             }
             // The record is written under the log's lock, where its versions are taken; the
-            // keys and values in it were encoded when the transaction wrote them.
-            let mut buf = Vec::new();
+            // keys and values in it were encoded when the transaction wrote them. The buffer
+            // is sized here, so that writing it there is copies, never a reallocation: each
+            // op adds at most 32 bytes to its key and value (a tag, two length varints of 5
+            // bytes, a version of 10 and an expiry of 11), the record 11 (a tag, the count).
+            let bytes: usize = writes
+                .values()
+                .map(|w| match w {
+                    Write::Put { key_bytes, value_bytes, .. } => {
+                        key_bytes.len() + value_bytes.len()
+                    }
+                    Write::Remove { key_bytes } => key_bytes.len(),
+                })
+                .sum();
+            let mut buf = Vec::with_capacity(bytes + 32 * writes.len() + 11);
             let (seq, base) = inner.append(&mut buf, writes.len() as u64, |buf, base| {
                 let ops = writes.values().enumerate().map(|(i, w)| match w {
                     Write::Put { key_bytes, value_bytes, expires_at, .. } => Op::Put(Put {
