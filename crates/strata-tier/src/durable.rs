@@ -422,9 +422,9 @@ pub(crate) struct Inner<K, V> {
     keys: Arc<dyn Codec<K>>,
     values: Arc<dyn Codec<V>>,
     clock: Arc<dyn Clock>,
-    /// The next version to hand out. Changed only in [`Inner::append`], under the WAL's lock
-    /// (and at open, before anyone else can): versions increase in log order, and a plain
-    /// load and store take one, with no atomic read-modify-write. Checkpoints read it
+    /// The next version to hand out. Changed only in [`Inner::append_then`], under the WAL's
+    /// lock (and at open, before anyone else can): versions increase in log order, and a
+    /// plain load and store take one, with no atomic read-modify-write. Checkpoints read it
     /// without the lock; any value since their snapshot began is high enough (see
     /// `LogRecord::Floor`).
     next_version: AtomicU64,
@@ -926,17 +926,12 @@ where
         n: u64,
         finish: impl FnOnce(&mut Vec<u8>, u64),
     ) -> Result<(u64, u64)> {
-        let mut version = 0;
-        let seq = self
-            .wal
-            .append_nowait_with(record, |record| version = self.take_versions(n, record, finish))
-            .map_err(wal_err)?;
-        self.appended(seq, record.len());
-        Ok((seq, version))
+        self.append_then(record, n, finish, |_| {})
     }
 
     /// [`Inner::append`], calling `logged` with the first version once the record is in the
     /// log, still under the log's lock (see [`Wal::append_nowait_then`]); not if it failed.
+    /// Wakes the checkpoint thread when the log has grown past the threshold.
     fn append_then(
         &self,
         record: &mut Vec<u8>,
@@ -949,41 +944,25 @@ where
             .wal
             .append_nowait_then(
                 record,
-                |record| version.set(self.take_versions(n, record, finish)),
+                |record| {
+                    // The only place versions are taken, with the log locked: a plain load
+                    // and store hand each out once (an atomic read-modify-write here cost a
+                    // durable insert about 5%), and versions increase in log order.
+                    let first = self.next_version.load(Ordering::Relaxed);
+                    self.next_version.store(first.saturating_add(n), Ordering::Relaxed);
+                    version.set(first);
+                    finish(record, first);
+                },
                 |_| logged(version.get()),
             )
             .map_err(wal_err)?;
-        self.appended(seq, record.len());
-        Ok((seq, version.get()))
-    }
-
-    /// Takes `n` versions and ends `record` with the first; only ever called under the WAL's
-    /// lock, in a `finish` closure: so a plain load and store hand each version out once (an
-    /// atomic read-modify-write here cost a durable insert about 5%), and versions increase in
-    /// log order.
-    #[inline]
-    fn take_versions(
-        &self,
-        n: u64,
-        record: &mut Vec<u8>,
-        finish: impl FnOnce(&mut Vec<u8>, u64),
-    ) -> u64 {
-        let first = self.next_version.load(Ordering::Relaxed);
-        self.next_version.store(first.saturating_add(n), Ordering::Relaxed);
-        finish(record, first);
-        first
-    }
-
-    /// Wakes the checkpoint thread when the log has grown past the threshold.
-    #[inline]
-    fn appended(&self, seq: u64, len: usize) {
         // Looked at every 64th record: reading the log's byte count costs no atomic
         // read-modify-write, and a threshold of megabytes need not be met to the byte. A
         // record of a 64th of the threshold or more is looked at too, so that large values
         // cannot carry the log far past it (63 records of the largest size allowed would be
         // about 2 GiB).
         if let Some(limit) = self.checkpoint_bytes {
-            if (seq % CHECK_EVERY == 0 || len as u64 >= limit / CHECK_EVERY)
+            if (seq % CHECK_EVERY == 0 || record.len() as u64 >= limit / CHECK_EVERY)
                 && !self.checkpoint_due.load(Ordering::Relaxed)
                 && self.wal.appended_bytes().saturating_sub(self.since.load(Ordering::Relaxed))
                     >= limit
@@ -992,6 +971,7 @@ where
                 self.signal.request();
             }
         }
+        Ok((seq, version.get()))
     }
 
     /// Waits for `seq` as the sync policy requires (only `Always` waits).

@@ -246,8 +246,8 @@ pub fn encode_frame(out: &mut Vec<u8>, ty: RecordType, seq: u64, payload: &[u8])
 /// caller has checked `payload.len()` against its maximum. Returns `false`, writing nothing,
 /// if `out` has the wrong length.
 ///
-/// Only stores into `out`: the checksum is taken over the header, built on the stack, and
-/// over `payload` where it is, so no byte just written to a page of the map is read back.
+/// Only stores into `out`: the checksum is taken from the header's fields and over `payload`
+/// where it is, so no byte just written to a page of the map is read back.
 /// (Reading back a frame just stored into the map waited for those stores to reach the
 /// cache, a miss for the first store into each line of a fresh page.)
 pub fn encode_frame_into(out: &mut [u8], ty: RecordType, seq: u64, payload: &[u8]) -> bool {
